@@ -1,0 +1,1 @@
+"""Operator's service side: settings, conversation context, command handlers, the CLI."""

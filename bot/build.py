@@ -1,0 +1,41 @@
+"""Assemble the bot's parts from settings; called by the CLI and (later) the app factory, never at import."""
+
+from __future__ import annotations
+
+from bot.commands import default_registry
+from bot.commands.registry import Role
+from bot.context import InMemoryContextStore
+from bot.conversation import Conversation
+from bot.settings import Settings
+from intents import Parser
+
+LOCAL_USER = "+15550000000"
+"""The terminal's own number when the config has no users (embedded defaults)."""
+
+
+def build_parser(settings: Settings) -> Parser:
+    return Parser(settings.catalog())
+
+
+def build_store(settings: Settings) -> InMemoryContextStore:
+    return InMemoryContextStore(ttl_s=settings.context_ttl_s, max_users=settings.context_max_users)
+
+
+def build_conversation(settings: Settings, parser: Parser | None = None) -> Conversation:
+    return Conversation(
+        parser or build_parser(settings),
+        build_store(settings),
+        default_registry(),
+        {"settings": settings, "monitors": {}},
+    )
+
+
+def role_of(settings: Settings, user: str) -> Role | None:
+    """The user's role, or None for a number not on the allowlist.
+
+    With no users configured (embedded defaults) the local terminal user is an operator.
+    """
+    if not settings.users:
+        return "operator" if user == LOCAL_USER else None
+    entry = settings.users.get(user)
+    return entry.role if entry is not None else None

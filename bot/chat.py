@@ -1,0 +1,49 @@
+"""`operator chat`: a whole conversation in the terminal, through the same path as an SMS.
+
+From a pipe it reads one text per line and prints each reply followed by a line holding only
+`---`, so scripts can drive it. One event loop serves the whole session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import IO
+
+from bot.build import role_of
+from bot.conversation import Conversation
+from bot.settings import Settings
+
+SEPARATOR = "---"
+log = logging.getLogger(__name__)
+
+
+async def chat(conversation: Conversation, settings: Settings, user: str, stdin: IO[str], stdout: IO[str]) -> None:
+    role = role_of(settings, user)
+    interactive = stdin.isatty()
+    if interactive:
+        print(f"Texting Operator as {user} ({role or 'not on the allowlist'}). Ctrl-D to leave.", file=stdout)
+    while True:
+        if interactive:
+            print("> ", end="", file=stdout, flush=True)
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            break
+        text = line.rstrip("\n")
+        if role is None:
+            reply = "(this number is not on the allowlist: the SMS service sends no reply)"
+        else:
+            try:
+                reply = (await conversation.reply(user, text, role)).text
+            except Exception:  # the outermost loop: one bad text must not end the session
+                log.exception("reply failed")
+                reply = "Sorry, something went wrong on my side. Try again."
+        print(reply, file=stdout)
+        if not interactive:
+            print(SEPARATOR, file=stdout)
+        stdout.flush()
+
+
+def run_chat(conversation: Conversation, settings: Settings, user: str) -> None:
+    asyncio.run(chat(conversation, settings, user, sys.stdin, sys.stdout))

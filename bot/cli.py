@@ -1,0 +1,94 @@
+"""The `operator` command line: chat, the intent tools (and, as they land, serve and history)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bot.build import LOCAL_USER, build_conversation, build_parser
+from bot.settings import ConfigError, Settings, load_settings
+
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="OPERATOR_CONFIG",
+    help="YAML config file (default: $OPERATOR_CONFIG, else the embedded defaults).",
+)
+
+
+def _settings(config_file: Path | None) -> Settings:
+    try:
+        return load_settings(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def main() -> None:
+    """Operator: an SMS assistant for on-call engineers."""
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@click.pass_context
+def intents(ctx: click.Context, config_file: Path | None) -> None:
+    """The intent pipeline: with no subcommand, a REPL that shows how each text parses."""
+    if ctx.invoked_subcommand is None:
+        from bot.intent_tools import repl
+
+        repl(build_parser(_settings(config_file)), sys.stdin, sys.stdout)
+
+
+@intents.command("parse")
+@config_option
+@click.option("--jsonl", is_flag=True, required=True, help='Read {"user", "text"} JSON lines on stdin.')
+def intents_parse(config_file: Path | None, jsonl: bool) -> None:
+    """Parse JSON lines from stdin with per-user context; one output object per line on stdout."""
+    from bot.intent_tools import ContextualParser, parse_jsonl
+
+    parser = ContextualParser(build_parser(_settings(config_file)))
+    for output in parse_jsonl(parser, sys.stdin):
+        sys.stdout.write(json.dumps(output, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+@intents.command("test")
+@click.argument("files", nargs=-1, required=True)
+@config_option
+@click.option("--min-joint", type=click.FloatRange(0, 1), default=None, help="Fail below this joint accuracy (0-1).")
+@click.option("--failures/--no-failures", default=False, help="List every failing case.")
+def intents_test(files: tuple[str, ...], config_file: Path | None, min_joint: float | None, failures: bool) -> None:
+    """Run case files (JSON lines, or directories of them) and print accuracy and confusion."""
+    from bot.intent_tools import case_paths, run_case_files
+
+    paths = case_paths(files)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise click.ClickException(f"no such case file: {', '.join(missing) or ' '.join(files)}")
+    try:
+        report = run_case_files(build_parser(_settings(config_file)), paths)
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(f"bad case file: {exc}") from exc
+    click.echo(report.render(show_failures=failures))
+    if min_joint is not None and report.joint_accuracy < min_joint:
+        raise click.ClickException(f"joint accuracy {report.joint_accuracy:.1%} is below {min_joint:.1%}")
+
+
+@main.command()
+@config_option
+@click.option("--user", default=None, help="The phone number to text as (default: the local user).")
+def chat(config_file: Path | None, user: str | None) -> None:
+    """Text the bot from the terminal, through the same path as an SMS."""
+    from bot.chat import run_chat
+
+    settings = _settings(config_file)
+    number = user or (next(iter(settings.users)) if settings.users else LOCAL_USER)
+    run_chat(build_conversation(settings), settings, number)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,62 @@
+"""The one path every text takes: parse with the user's context, run the command, keep the context.
+
+The SMS webhook, `operator chat` and the tests all call `Conversation.reply`, so what works in
+the terminal works by SMS. One user's texts are handled one at a time, in order; different users
+never wait for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.commands.registry import Answer, CommandRegistry, Request, Role
+from bot.context import ContextStore
+from intents import Parse, Parser, remember
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    parse: Parse
+
+
+class Conversation:
+    def __init__(
+        self,
+        parser: Parser,
+        store: ContextStore,
+        commands: CommandRegistry,
+        resources: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.parser = parser
+        self.store = store
+        self.commands = commands
+        self.resources = {"commands": commands, **(resources or {})}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, user: str) -> asyncio.Lock:
+        lock = self._locks.get(user)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[user] = lock
+        return lock
+
+    async def reply(self, user: str, text: str, role: Role = "viewer") -> Reply:
+        """Answer one text from `user`, reading and updating their context."""
+        async with self._lock(user):
+            context = await self.store.get(user)
+            parse = self.parser.parse(text, context)
+            context = remember(context, parse)
+            spec = self.commands.get(parse.intent)
+            if spec is None:
+                answer = Answer("Sorry, I can't do that yet.")
+            elif spec.role == "operator" and role != "operator":
+                answer = Answer(f"Only operators can {parse.intent.value}. Ask an operator on your team.")
+            else:
+                answer = await spec.handler(Request(parse, user, role, context, self.resources))
+            await self.store.put(user, answer.context or context)
+        return Reply(answer.text, parse)

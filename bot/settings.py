@@ -1,0 +1,183 @@
+"""One typed settings object from the YAML config file, a `.env` file and the environment.
+
+The environment wins over `.env`, which wins over the YAML file, so a deployment can override any
+key without editing the file. Secrets (Twilio and Datadog credentials, the webhook token) are read
+only from the environment: a config file that holds one is refused rather than silently used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from intents.catalog import DEFAULT_SERVICES, Catalog
+
+DEFAULT_METRICS: dict[str, str] = {
+    "cpu": 'avg(rate(process_cpu_seconds_total{service="{service}"}[5m])) * 100',
+    "memory": 'avg(process_resident_memory_bytes{service="{service}"})',
+    "disk": '100 * (1 - sum(node_filesystem_avail_bytes{service="{service}"})'
+    ' / sum(node_filesystem_size_bytes{service="{service}"}))',
+    "latency": "histogram_quantile(0.99, sum by (le) "
+    '(rate(http_request_duration_seconds_bucket{service="{service}"}[5m])))',
+    "error_rate": '100 * sum(rate(http_requests_total{service="{service}",code=~"5.."}[5m]))'
+    ' / sum(rate(http_requests_total{service="{service}"}[5m]))',
+    "requests": 'sum(rate(http_requests_total{service="{service}"}[5m]))',
+    "up": 'min(up{service="{service}"})',
+}
+"""Built-in metric aliases (the contract requires these seven); `{service}` is a label value."""
+
+SECRET_KEYS = frozenset(
+    {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
+     "operator_webhook_token"}
+)  # fmt: skip
+
+
+def _default_metrics() -> dict[str, str | MetricSpec]:
+    return dict(DEFAULT_METRICS)
+
+
+def _default_monitors() -> dict[str, dict[str, Any]]:
+    return {"host": {}}
+
+
+class MetricSpec(BaseModel):
+    """A metric alias given as a mapping: its PromQL template and extra words people use for it."""
+
+    query: str
+    words: list[str] = Field(default_factory=list)
+
+
+class User(BaseModel):
+    name: str = ""
+    role: Literal["viewer", "operator"] = "viewer"
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Build it with `load_settings`, which gathers file and environment."""
+
+    model_config = SettingsConfigDict(env_prefix="OPERATOR_", extra="ignore", populate_by_name=True)
+
+    services: list[str] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
+    metrics: dict[str, str | MetricSpec] = Field(default_factory=lambda: _default_metrics())
+    service_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    alert_names: list[str] = Field(default_factory=list)
+    users: dict[str, User] = Field(default_factory=dict)
+    """The allowlist: E.164 number -> name and role."""
+    monitors: dict[str, dict[str, Any]] = Field(default_factory=lambda: _default_monitors())
+    """A monitor is enabled by its section; the local host is the embedded default."""
+    public_url: str | None = None
+
+    context_ttl_s: int = Field(900, ge=1)
+    """How long a conversation's context lives after the user's last text (15 minutes)."""
+    context_max_users: int = Field(10_000, ge=1)
+    """Contexts kept in memory at most; the least recently active are dropped first."""
+
+    twilio_account_sid: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_FROM_NUMBER", "twilio_from_number")
+    )
+    twilio_api_base_url: str = Field(
+        "https://api.twilio.com", validation_alias=AliasChoices("TWILIO_API_BASE_URL", "twilio_api_base_url")
+    )
+    datadog_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_API_KEY"))
+    datadog_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_APP_KEY"))
+    webhook_token: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_WEBHOOK_TOKEN"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+
+    @field_validator("services")
+    @classmethod
+    def _lowercase_services(cls, value: list[str]) -> list[str]:
+        return [s.strip().lower() for s in value if s.strip()]
+
+    @field_validator("metrics")
+    @classmethod
+    def _keep_builtin_metrics(cls, value: dict[str, str | MetricSpec]) -> dict[str, str | MetricSpec]:
+        """A config that adds aliases keeps the built-in ones it does not redefine."""
+        return {**DEFAULT_METRICS, **value}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # load_settings() gathers file, .env and environment itself
+
+    def catalog(self) -> Catalog:
+        """The parser's vocabulary for this configuration."""
+        metrics = {
+            alias: spec.model_dump() if isinstance(spec, MetricSpec) else spec for alias, spec in self.metrics.items()
+        }
+        return Catalog.from_config(
+            {
+                "services": self.services,
+                "metrics": metrics,
+                "service_aliases": self.service_aliases,
+                "monitors": self.monitors,
+                "alert_names": self.alert_names,
+            }
+        )
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which file and key."""
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of `os.environ` (tests inject one)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+) -> Settings:
+    """Settings from the YAML file (`config_file` or `OPERATOR_CONFIG`), `.env` and the environment."""
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get("OPERATOR_CONFIG")
+    data: dict[str, Any] = read_config(Path(path)) if path else {}
+    if env_file and Path(env_file).is_file():
+        data.update(DotEnvSettingsSource(Settings, env_file=env_file)())
+    data.update(_MappingEnvSource(Settings, environ)())
+    try:
+        return Settings(**data)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys")
+    secrets = sorted(SECRET_KEYS & {str(k).lower() for k in data})
+    if secrets:
+        raise ConfigError(f"config file {path} holds secrets ({', '.join(secrets)}); set them in the environment")
+    return data

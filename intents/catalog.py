@@ -1,0 +1,193 @@
+"""The vocabulary the parser recognises, built from configuration.
+
+Services, metric aliases and the everyday words for them, health systems, log levels, database
+metrics, alert states and known alert names all come from here; the spaCy patterns and the typo
+corrector are generated from it, so adding a service in the config file is all it takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+DEFAULT_SERVICES = ("payment", "checkout", "auth", "search", "cart", "inventory", "api", "web")
+
+DEFAULT_METRIC_WORDS: dict[str, tuple[str, ...]] = {
+    "cpu": ("cpu", "cpus", "cpu usage", "cpu load", "cpu utilization", "cpu util", "processor", "processors",
+            "load", "load average", "loadavg", "cores", "cpu%"),
+    "memory": ("memory", "mem", "ram", "heap", "rss", "memory usage", "mem usage", "memory pressure",
+               "memory consumption", "ram usage"),
+    "disk": ("disk", "disks", "disc", "disk space", "diskspace", "disk usage", "storage", "free space",
+             "filesystem", "filesystems", "fs", "volume", "volumes", "inodes", "disk io", "iops"),
+    "latency": ("latency", "latencies", "response time", "response times", "resp time", "slow", "slowness",
+                "sluggish", "laggy", "lag", "p99", "p95", "p90", "p50", "p999", "tail latency", "how fast",
+                "speed"),
+    "error_rate": ("error rate", "error rates", "err rate", "error percentage", "error percent", "error %",
+                   "errors %", "error ratio", "errors percentage", "errors rate", "failure rate", "fail rate",
+                   "failure percentage", "5xx rate", "5xx ratio", "error_rate", "errorrate", "% errors",
+                   "percent errors", "percentage of errors", "% of errors", "rate of errors",
+                   "error budget", "success rate"),
+    "requests": ("requests", "request rate", "reqs", "req/s", "reqs/s", "req/sec", "requests/s",
+                 "requests per second", "req per sec", "rps", "qps", "throughput", "traffic", "hits",
+                 "request count", "request volume", "calls per second"),
+    "up": ("up", "down", "uptime", "availability", "downtime"),
+}  # fmt: skip
+"""Built-in metric aliases and the words people text for them (lowercase, phrases allowed)."""
+
+DEFAULT_SERVICE_ALIASES: dict[str, tuple[str, ...]] = {
+    "auth": ("authentication", "authn"),
+    "web": ("website", "webapp", "web app", "web site"),
+}
+"""Other names people use for a default service; only applied to services that are configured."""
+
+SERVICE_SUFFIXES = ("service", "svc", "srv", "app", "server", "servers", "backend", "prod", "pods", "pod",
+                    "hosts", "host", "cluster", "nodes", "api", "boxes", "instances", "fleet")  # fmt: skip
+"""Generic words after a service ("payment-svc", "checkout hosts") that still mean that service."""
+
+DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
+    "prometheus": ("prometheus", "prom", "prometheus server"),
+    "alertmanager": ("alertmanager", "alert manager", "alertmgr", "alert-manager"),
+    "datadog": ("datadog", "data dog", "dd"),
+    "logs": ("logs", "loki", "elasticsearch", "elastic", "es", "log backend", "logging", "log store",
+             "log pipeline", "kibana", "opensearch", "cloudwatch"),
+    "database": ("database", "databases", "db", "dbs", "postgres", "postgresql", "pg", "pgbouncer",
+                 "psql", "db server", "database server", "pooler"),
+    "gateway": ("gateway", "api gateway", "kong", "apigw", "api gw", "gw", "ingress"),
+    "host": ("host", "the host", "server", "box", "machine", "node", "localhost", "vm"),
+}  # fmt: skip
+"""The fixed health systems of the contract and the names people use for them."""
+
+LEVEL_WORDS: dict[str, tuple[str, ...]] = {
+    "error": ("error", "errors", "err", "errs", "exception", "exceptions", "failure", "failures", "failed",
+              "failing", "fails", "fail", "5xx", "5xxs", "crash", "crashes", "crashed", "crashing", "fatal",
+              "panic", "panics", "stacktrace", "stacktraces", "stack trace", "stack traces", "traceback",
+              "tracebacks", "errored", "erroring", "500s"),
+    "warn": ("warn", "warns", "warning", "warnings", "wrn"),
+    "info": ("info", "infos", "informational"),
+}  # fmt: skip
+"""Words that set `level`; the contract forbids keeping them as search terms too."""
+
+DB_METRIC_WORDS: dict[str, tuple[str, ...]] = {
+    "connections": ("connections", "connection", "conns", "conn", "connection count", "open connections",
+                    "active connections", "db connections", "sessions"),
+    "pools": ("pools", "pool", "pool saturation", "pool usage", "connection pool", "connection pools",
+              "pool stats", "saturation", "pool status"),
+    "stats": ("stats", "statistics", "query stats", "queries", "queries per second", "transactions",
+              "query rate", "query time", "query times", "slow queries", "tps"),
+    "clients": ("clients", "client", "client list", "client connections", "waiting clients",
+                "connected clients"),
+}  # fmt: skip
+
+ALERT_STATE_WORDS: dict[str, tuple[str, ...]] = {
+    "firing": ("firing", "active", "going off", "open", "triggered", "fired", "ringing", "currently firing",
+               "unresolved", "unacked", "ongoing", "current"),
+    "silenced": ("silenced", "muted", "snoozed", "suppressed", "silences", "mutes", "on mute"),
+    "all": ("all alerts", "all the alerts", "every alert", "all alarms", "all of them", "all", "everything",
+            "including silenced", "incl silenced", "even silenced"),
+}  # fmt: skip
+
+DEFAULT_ALERT_NAMES = (
+    "HighCPU", "HighMemory", "HighLatency", "HighErrorRate", "HighLoad", "DiskFull", "DiskSpaceLow",
+    "DiskWillFillIn4Hours", "InstanceDown", "TargetDown", "ServiceDown", "SSLCertExpiring",
+    "CertificateExpiring", "PodCrashLooping", "KubePodCrashLooping", "KubePodNotReady", "NodeNotReady",
+    "Watchdog", "HostOutOfMemory", "HostHighCpuLoad", "PostgresDown", "PgbouncerDown", "RedisDown",
+    "TooManyConnections", "ApiDown", "HighRequestRate", "QueueBacklog",
+)  # fmt: skip
+"""Common Prometheus alert names, recognised even when typed all in lowercase."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Everything the parser can name. Immutable; build one per configuration."""
+
+    services: tuple[str, ...] = DEFAULT_SERVICES
+    metrics: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_METRIC_WORDS))
+    """Metric alias -> the words and phrases that mean it (the alias itself included)."""
+    service_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SERVICE_ALIASES))
+    systems: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SYSTEMS))
+    """Health system -> its names; custom monitors add their configured name."""
+    alert_names: tuple[str, ...] = DEFAULT_ALERT_NAMES
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Catalog:
+        """Build from the configuration keys of the contract (`services:`, `metrics:`) and the additive ones.
+
+        `metrics:` maps an alias to a PromQL template (a string) or to `{query: ..., words: [...]}`;
+        built-in aliases keep their everyday words. `monitors:` entries that are not fixed systems
+        become health systems under their own name; `alert_names:` adds known alert names.
+        """
+        services = tuple(str(s).strip().lower() for s in config.get("services") or DEFAULT_SERVICES)
+        metrics: dict[str, tuple[str, ...]] = {}
+        configured = config.get("metrics") or {alias: "" for alias in DEFAULT_METRIC_WORDS}
+        for alias, spec in configured.items():
+            alias = str(alias).strip().lower()
+            words = list(DEFAULT_METRIC_WORDS.get(alias, ()))
+            if isinstance(spec, Mapping):
+                words.extend(str(w).lower() for w in spec.get("words") or ())
+            metrics[alias] = _unique([alias, alias.replace("_", " "), *words])
+        for alias, defaults in DEFAULT_METRIC_WORDS.items():
+            metrics.setdefault(alias, _unique([alias, *defaults]))
+        aliases = {svc: names for svc, names in DEFAULT_SERVICE_ALIASES.items() if svc in services}
+        for svc, names in (config.get("service_aliases") or {}).items():
+            if str(svc).lower() in services:
+                aliases[str(svc).lower()] = _unique(str(n).lower() for n in names)
+        systems = dict(DEFAULT_SYSTEMS)
+        for name in config.get("monitors") or {}:
+            name = str(name).strip().lower()
+            if name not in systems and not _is_fixed_backend(name):
+                systems[name] = (name,)
+        alert_names = _unique([*DEFAULT_ALERT_NAMES, *(str(a) for a in config.get("alert_names") or ())])
+        return cls(
+            services=services, metrics=metrics, service_aliases=aliases, systems=systems, alert_names=alert_names
+        )
+
+    def is_metric_alias(self, word: str) -> bool:
+        return word in self.metrics
+
+    @cached_property
+    def single_words(self) -> Mapping[str, Mapping[str, str]]:
+        """One-word names per slot kind -> canonical value, for the strict syntax ("errors" -> error)."""
+        tables: dict[str, Mapping[str, tuple[str, ...]]] = {
+            "metric": self.metrics,
+            "system": self.systems,
+            "level": LEVEL_WORDS,
+            "db": DB_METRIC_WORDS,
+            "state": ALERT_STATE_WORDS,
+        }
+        lookup: dict[str, Mapping[str, str]] = {}
+        for kind, table in tables.items():
+            words: dict[str, str] = {}
+            for value, names in table.items():
+                words[value] = value
+                for name in names:
+                    if " " not in name:
+                        words.setdefault(name, value)
+            lookup[kind] = words
+        lookup["service"] = {s: s for s in self.services}
+        return lookup
+
+    def lookup(self, kind: str, word: str) -> str | None:
+        return self.single_words[kind].get(word.lower())
+
+
+_BACKEND_SYSTEM = {
+    "prometheus": "prometheus", "alertmanager": "alertmanager", "datadog": "datadog", "loki": "logs",
+    "elasticsearch": "logs", "cloudwatch": "logs", "pgbouncer": "database", "postgres": "database",
+    "kong": "gateway", "apigateway": "gateway", "host": "host",
+}  # fmt: skip
+"""Backend sections of `monitors:` and the fixed health system each one answers for."""
+
+
+def system_for_backend(name: str) -> str | None:
+    """The fixed health system a configured backend belongs to ("loki" -> "logs")."""
+    return _BACKEND_SYSTEM.get(name)
+
+
+def _is_fixed_backend(name: str) -> bool:
+    return name in _BACKEND_SYSTEM
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))

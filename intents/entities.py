@@ -1,0 +1,214 @@
+"""Entity extraction: spaCy `blank("en")` with an EntityRuler built from the catalog.
+
+No statistical model can be downloaded here, and none is needed: what the bot must find is a
+closed vocabulary (services, metric words, systems, levels …) plus a few shapes (durations, list
+numbers), which rules find exactly and explainably.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.vocab import Vocab
+
+from intents.catalog import (
+    ALERT_STATE_WORDS,
+    DB_METRIC_WORDS,
+    LEVEL_WORDS,
+    SERVICE_SUFFIXES,
+    Catalog,
+)
+from intents.durations import COMPACT, NUMBER_WORDS, SINGULAR_UNITS, UNIT_SECONDS, phrase_seconds
+from intents.models import Entity
+from intents.tokens import Token, tokenize
+
+ORDINALS = {
+    "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+    "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
+    "ninth": 9, "9th": 9, "tenth": 10, "10th": 10, "top": 1,
+}  # fmt: skip
+_NUMBER = r"^\d+(\.\d+)?$"
+_LIST_NUMBER = r"^\d{1,3}$"
+_REF_WORDS = ["alert", "alarm", "number", "num", "no", "nr", "item", "#", "page", "incident"]
+_SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
+                               "across", "in", "our"})  # fmt: skip
+_UP_WORDS = frozenset({"up", "down"})
+
+
+class _Tokenizer:
+    """Makes spaCy cut pattern phrases exactly as `intents.tokens` cuts texts."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+
+    def __call__(self, text: str) -> Doc:
+        return Doc(self.vocab, words=[t.lower for t in tokenize(text)])
+
+
+class EntityRules:
+    """The spaCy pipeline and the post-rules that give each entity its canonical value."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.nlp: Language = spacy.blank("en")
+        self.nlp.tokenizer = _Tokenizer(self.nlp.vocab)
+        ruler = self.nlp.add_pipe(
+            "entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False, "overwrite_ents": True}
+        )
+        ruler.add_patterns(list(patterns(catalog)))  # type: ignore[attr-defined]
+        self._alert_names = {name.lower(): name for name in catalog.alert_names}
+
+    def doc(self, words: Sequence[str]) -> Doc:
+        doc = Doc(self.nlp.vocab, words=list(words))
+        for _, component in self.nlp.pipeline:
+            doc = component(doc)
+        return doc
+
+    def extract(self, tokens: Sequence[Token], words: Sequence[str]) -> list[Entity]:
+        """Entities of a tokenised text; `words` are the tokens' corrected lowercase forms."""
+        if not words:
+            return []
+        doc = self.doc(words)
+        has_service = any(ent.label_ == "SERVICE" for ent in doc.ents)
+        found: list[Entity] = []
+        for ent in doc.ents:
+            if any(tokens[i].quoted for i in range(ent.start, ent.end)):
+                continue
+            span_words = list(words[ent.start : ent.end])
+            value: str | int | None = ent.ent_id_ or ent.text
+            if ent.label_ == "SERVICE" and value == "search" and _is_search_verb(words, ent.start, ent.end):
+                continue
+            if ent.label_ == "METRIC" and span_words[0] in _UP_WORDS and len(span_words) == 1 and not has_service:
+                continue
+            if ent.label_ == "DURATION":
+                value = phrase_seconds(span_words)
+            elif ent.label_ == "ALERTREF":
+                value = _list_number(span_words)
+            if value is None:
+                continue
+            found.append(
+                Entity(ent.label_, " ".join(t.text for t in tokens[ent.start : ent.end]), value, ent.start, ent.end)
+            )
+        found.extend(self._alert_names_in(tokens, {i for e in found for i in range(e.start, e.end)}))
+        return sorted(found, key=lambda e: e.start)
+
+    def _alert_names_in(self, tokens: Sequence[Token], taken: set[int]) -> Iterable[Entity]:
+        """Alert names: CamelCase words (HighCPU, SSLCertExpiring) or known names in any case."""
+        for index, token in enumerate(tokens):
+            if index in taken or token.kind != "word":
+                continue
+            if looks_like_alert_name(token.text) or token.lower in self._alert_names:
+                yield Entity("ALERTNAME", token.text, token.text, index, index + 1)
+
+
+def _is_search_verb(words: Sequence[str], start: int, end: int) -> bool:
+    """ "search for timeouts" and "search the logs" use the verb, not the search service."""
+    following = words[end] if end < len(words) else ""
+    return following in {"for", "through", "thru"} or (start == 0 and following in _SEARCH_VERB_NEXT)
+
+
+_CAMEL = re.compile(r"^[A-Za-z][A-Za-z0-9]*[a-z0-9][A-Z][A-Za-z0-9]*$|^[A-Z]{2,}[a-z][A-Za-z0-9]*$")
+
+
+def looks_like_alert_name(text: str) -> bool:
+    """Prometheus alert names are CamelCase: HighCPU, DiskFull, SSLCertExpiring, KubePodCrashLooping."""
+    return bool(_CAMEL.match(text)) and not COMPACT.match(text.lower())
+
+
+def _list_number(words: Sequence[str]) -> str | None:
+    for word in words:
+        digits = word.lstrip("#")
+        if digits.isdigit():
+            return str(int(digits)) if int(digits) > 0 else None
+        if word in ORDINALS:
+            return str(ORDINALS[word])
+        if word in NUMBER_WORDS and word not in {"a", "an", "half", "couple", "few", "several"}:
+            return str(int(NUMBER_WORDS[word]))
+    return None
+
+
+def patterns(catalog: Catalog) -> Iterable[dict[str, Any]]:
+    """Every EntityRuler pattern, generated from the catalog; the `id` carries the canonical value."""
+    for service in catalog.services:
+        for name in _service_names(service, catalog.service_aliases.get(service, ())):
+            yield {"label": "SERVICE", "pattern": name, "id": service}
+    for alias, words in catalog.metrics.items():
+        for phrase in _variants(words):
+            yield {"label": "METRIC", "pattern": phrase, "id": alias}
+    for system, words in catalog.systems.items():
+        for phrase in _variants(words):
+            yield {"label": "SYSTEM", "pattern": phrase, "id": system}
+    for table, label in ((LEVEL_WORDS, "LEVEL"), (DB_METRIC_WORDS, "DBMETRIC"), (ALERT_STATE_WORDS, "STATE")):
+        for value, words in table.items():
+            for phrase in _variants(words):
+                yield {"label": label, "pattern": phrase, "id": value}
+    yield from _duration_patterns()
+    yield from _alert_ref_patterns()
+
+
+def _service_names(service: str, aliases: Iterable[str]) -> Iterable[str]:
+    plural = service + ("es" if service.endswith(("s", "ch", "sh", "x")) else "s")
+    heads = [service, plural]
+    yield from heads
+    yield from aliases
+    for head in heads:
+        for suffix in SERVICE_SUFFIXES:
+            yield f"{head} {suffix}"
+            yield f"{head}-{suffix}"
+            yield f"{head}_{suffix}"
+            yield f"{head}{suffix}"
+
+
+def _variants(phrases: Iterable[str]) -> Iterable[str]:
+    """Each phrase as typed, plus hyphen and underscore joins of two-word phrases ("error-rate")."""
+    seen: set[str] = set()
+    for phrase in phrases:
+        forms = [phrase]
+        parts = phrase.split()
+        if len(parts) == 2 and all(p.isalnum() for p in parts):
+            forms += ["-".join(parts), "_".join(parts)]
+        for form in forms:
+            if form not in seen:
+                seen.add(form)
+                yield form
+
+
+def _duration_patterns() -> Iterable[dict[str, Any]]:
+    units = sorted(UNIT_SECONDS)
+    numbers = sorted(NUMBER_WORDS)
+    number: dict[str, Any] = {"LOWER": {"REGEX": _NUMBER}}
+    unit: dict[str, Any] = {"LOWER": {"IN": units}}
+    half = [{"LOWER": "and"}, {"LOWER": "a"}, {"LOWER": "half"}]
+    half_unit: dict[str, Any] = {"LOWER": {"IN": ["hour", "hr", "day", "minute"]}}
+    shapes: list[list[dict[str, Any]]] = [
+        [{"LOWER": {"REGEX": COMPACT.pattern}}],
+        [number, unit],
+        [{"LOWER": {"IN": numbers}}, unit],
+        [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": {"IN": ["couple", "few"]}}, {"LOWER": "of", "OP": "?"}, unit],
+        [{"LOWER": {"IN": ["couple", "few", "several"]}}, {"LOWER": "of"}, unit],
+        [{"LOWER": {"IN": ["last", "past", "previous", "prior"]}}, {"LOWER": {"IN": list(SINGULAR_UNITS)}}],
+        [{"LOWER": "half"}, {"LOWER": {"IN": ["a", "an"]}, "OP": "?"}, half_unit],
+        [{"LOWER": {"IN": ["a", "an", "one"]}}, unit, *half],
+        [number, unit, *half],
+        [number, *half, unit],
+        [{"LOWER": {"IN": numbers}}, *half, unit],
+    ]  # fmt: skip
+    for shape in shapes:
+        yield {"label": "DURATION", "pattern": shape}
+
+
+def _alert_ref_patterns() -> Iterable[dict[str, Any]]:
+    list_number: dict[str, Any] = {"LOWER": {"REGEX": _LIST_NUMBER}}
+    yield {"label": "ALERTREF", "pattern": [{"LOWER": {"REGEX": r"^#\d{1,3}$"}}]}
+    yield {"label": "ALERTREF", "pattern": [{"LOWER": {"IN": _REF_WORDS}}, {"LOWER": ".", "OP": "?"}, list_number]}
+    yield {
+        "label": "ALERTREF",
+        "pattern": [{"LOWER": {"IN": list(ORDINALS)}}, {"LOWER": {"IN": ["one", "alert", "alarm", "item"]}}],
+    }  # noqa: E501
+    yield {"label": "ALERTREF", "pattern": [{"LOWER": {"IN": ["alert", "alarm", "number"]}},
+                                            {"LOWER": {"IN": ["one", "two", "three", "four", "five"]}}]}  # fmt: skip

@@ -1,0 +1,83 @@
+"""Typo correction toward the bot's vocabulary, guarded so real words stay what they are.
+
+"paymnt", "stauts", "latncy", "chekcout" should become payment, status, latency, checkout; "card",
+"author", "poll" and "app" must not become cart, auth, pool and api. The guard is an English word
+list: a word people actually use is never "corrected", only non-words close to our vocabulary are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from intents.models import Correction
+
+IsCommonWord = Callable[[str], bool]
+
+MIN_LENGTH = 4
+"""Shorter words ("db", "mem", "cpu") are too easy to confuse; they must be typed right."""
+
+_REPEATS = re.compile(r"(.)\1{2,}")
+_CORRECTABLE = re.compile(r"^[a-z]+$")
+
+
+def english_words(min_count: int = 100) -> IsCommonWord:
+    """A predicate for ordinary English words, from pyspellchecker's frequency list.
+
+    Built on demand (it reads the list from the package), never at import.
+    """
+    from spellchecker import SpellChecker
+
+    frequency = SpellChecker(distance=1).word_frequency
+    common = frozenset(word for word, count in frequency.dictionary.items() if count >= min_count)
+    return common.__contains__
+
+
+def max_distance(length: int) -> int:
+    """Edits allowed for a word of this length (transpositions count as one)."""
+    if length < MIN_LENGTH:
+        return 0
+    if length <= 7:
+        return 1
+    if length <= 11:
+        return 2
+    return 3
+
+
+class Corrector:
+    """Maps a misspelt word to the closest vocabulary word, or leaves it alone."""
+
+    def __init__(self, vocabulary: Iterable[str], is_common: IsCommonWord) -> None:
+        self._vocabulary = sorted({w for w in vocabulary if _CORRECTABLE.match(w) and len(w) >= 3})
+        self._known = frozenset(self._vocabulary)
+        self._is_common = is_common
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        return self._known
+
+    def correct(self, word: str) -> Correction | None:
+        """The correction for one lowercase word, or None if it should stay as typed."""
+        if word in self._known or not _CORRECTABLE.match(word):
+            return None
+        for collapsed in (_REPEATS.sub(r"\1", word), _REPEATS.sub(r"\1\1", word)):
+            if collapsed != word and collapsed in self._known:
+                return Correction(word, collapsed, 1)
+        if len(word) < MIN_LENGTH or self._is_common(word):
+            return None
+        limit = max_distance(len(word))
+        candidates = process.extract(word, self._vocabulary, scorer=OSA.distance, score_cutoff=limit, limit=6)
+        if not candidates:
+            return None
+        best = min(distance for _, distance, _ in candidates)
+        closest = [choice for choice, distance, _ in candidates if distance == best]
+        if best > 1:
+            closest = [c for c in closest if c[0] == word[0]]
+        if not closest:
+            return None
+        # Several words equally close: prefer the one sharing the first letter, then the most similar.
+        closest.sort(key=lambda c: (c[0] != word[0], -fuzz.ratio(word, c), abs(len(c) - len(word))))
+        return Correction(word, closest[0], int(best))

@@ -1,0 +1,190 @@
+"""The keyword grammar (`grammar.yaml`) and the scorer that ranks intents with it.
+
+Keeping the words and weights as data lets the team tune the bot from the REPL without touching
+code; this module only knows how to add them up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+CHATTER = "_chatter"
+"""The pseudo-intent for greetings and out-of-scope requests; it never becomes a command."""
+
+Phrase = str
+"""A phrase as its words joined by single spaces, padded with one space each side for matching."""
+
+
+@dataclass(frozen=True)
+class IntentRules:
+    """The scoring rules of one intent, as written in the YAML."""
+
+    name: str
+    commands: frozenset[str] = frozenset()
+    words: Mapping[str, float] = field(default_factory=dict)
+    phrases: Mapping[Phrase, float] = field(default_factory=dict)
+    solo: frozenset[str] = frozenset()
+    features: Mapping[str, float] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Score:
+    """One intent's total for one text, and what contributed to it (shown by the REPL)."""
+
+    intent: str
+    total: float
+    explicit: bool
+    """The text names this command outright ("logs", "mute", "sign me up"), not just its slots."""
+    hits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grammar:
+    command_weight: float
+    lead_weight: float
+    solo_weight: float
+    min_score: float
+    margin: float
+    lexicon: Mapping[str, tuple[Phrase, ...]]
+    intents: Mapping[str, IntentRules]
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Grammar:
+        data: dict[str, Any] = yaml.safe_load(text)
+        _check_words(data)
+        lexicon = {name: tuple(_phrase(p) for p in phrases) for name, phrases in data["lexicon"].items()}
+        intents: dict[str, IntentRules] = {}
+        for name, spec in data["intents"].items():
+            spec = spec or {}
+            intents[name] = IntentRules(
+                name=name,
+                commands=frozenset(str(w).lower() for w in spec.get("commands") or ()),
+                words={str(w).lower(): float(v) for w, v in (spec.get("words") or {}).items()},
+                phrases={_phrase(p): float(v) for p, v in (spec.get("phrases") or {}).items()},
+                solo=frozenset(str(w).lower() for w in spec.get("solo") or ()),
+                features={str(f): float(v) for f, v in (spec.get("features") or {}).items()},
+                required=tuple(spec.get("required") or ()),
+            )
+        return cls(
+            command_weight=float(data["command_weight"]),
+            lead_weight=float(data.get("lead_weight", 0.0)),
+            solo_weight=float(data["solo_weight"]),
+            min_score=float(data["min_score"]),
+            margin=float(data["margin"]),
+            lexicon=lexicon,
+            intents=intents,
+        )
+
+    @classmethod
+    def default(cls) -> Grammar:
+        """The grammar shipped in the package (read on demand, never at import)."""
+        return cls.from_yaml(resources.files(__package__).joinpath("grammar.yaml").read_text("utf-8"))
+
+    def vocabulary(self) -> set[str]:
+        """Every word the grammar knows, for the typo corrector."""
+        words: set[str] = set()
+        for rules in self.intents.values():
+            words |= rules.commands | rules.solo | set(rules.words)
+            for phrase in rules.phrases:
+                words.update(phrase.split())
+        for phrases in self.lexicon.values():
+            for phrase in phrases:
+                words.update(phrase.split())
+        return words
+
+    def lexicon_features(self, words: Sequence[str]) -> set[str]:
+        """The lexicon classes (HEALTHWORD, FOLLOWUP …) present in the text."""
+        haystack = _haystack(words)
+        return {name for name, phrases in self.lexicon.items() if any(_has(haystack, p) for p in phrases)}
+
+    def has(self, lexicon_class: str, words: Sequence[str]) -> bool:
+        haystack = _haystack(words)
+        return any(_has(haystack, p) for p in self.lexicon.get(lexicon_class, ()))
+
+    def only(self, classes: Collection[str], words: Sequence[str]) -> bool:
+        """True when the text is nothing but phrases of the given lexicon classes ("yes please")."""
+        remaining = _haystack(words)
+        phrases = sorted((p for c in classes for p in self.lexicon.get(c, ())), key=len, reverse=True)
+        changed = True
+        while changed and remaining.strip():
+            changed = False
+            for phrase in phrases:
+                if phrase in remaining:
+                    remaining = remaining.replace(phrase, " ")
+                    changed = True
+        return bool(words) and not remaining.strip()
+
+    def score(self, words: Sequence[str], features: Collection[str]) -> list[Score]:
+        """Every intent's score, best first (ties keep the YAML order)."""
+        haystack = _haystack(words)
+        content = [w for w in words if not self.has("POLITE", [w])]
+        solo_word = content[0] if len(content) == 1 else None
+        lead = words[0] if words else None
+        scores = []
+        for rules in self.intents.values():
+            total, explicit, hits = 0.0, False, []
+            for word in rules.commands & set(words):
+                total += self.command_weight
+                explicit = True
+                hits.append(word)
+            if lead is not None and lead in (rules.name, rules.name.rstrip("s")):
+                total += self.lead_weight
+                hits.append(f"lead:{self.lead_weight:g}")
+            for word in set(words):
+                weight = rules.words.get(word)
+                if weight is not None:
+                    total += weight
+                    explicit = explicit or weight >= self.command_weight - 0.5
+                    hits.append(f"{word}:{weight:g}")
+            for phrase, weight in rules.phrases.items():
+                if _has(haystack, phrase):
+                    total += weight
+                    explicit = explicit or weight >= self.command_weight - 0.5
+                    hits.append(f"'{phrase.strip()}':{weight:g}")
+            if solo_word is not None and solo_word in rules.solo:
+                total += self.solo_weight
+                explicit = True
+                hits.append(f"solo:{solo_word}")
+            for feature, weight in rules.features.items():
+                if all(part in features for part in feature.split("+")):
+                    total += weight
+                    hits.append(f"{feature}:{weight:g}")
+            scores.append(Score(rules.name, round(total, 3), explicit, tuple(hits)))
+        return sorted(scores, key=lambda s: -s.total)
+
+
+def _check_words(data: Mapping[str, Any]) -> None:
+    """Refuse YAML's implicit booleans and numbers: an unquoted `yes` or `no` would become True/False."""
+
+    def check(value: object, where: str) -> None:
+        if not isinstance(value, str):
+            raise ValueError(f"grammar: {where}: {value!r} is not text; quote it")
+
+    for name, phrases in data["lexicon"].items():
+        for phrase in phrases:
+            check(phrase, f"lexicon {name}")
+    for name, spec in data["intents"].items():
+        for key in ("commands", "solo"):
+            for word in (spec or {}).get(key) or ():
+                check(word, f"{name}.{key}")
+        for key in ("words", "phrases", "features"):
+            for word in (spec or {}).get(key) or {}:
+                check(word, f"{name}.{key}")
+
+
+def _phrase(text: object) -> Phrase:
+    return f" {' '.join(str(text).lower().split())} "
+
+
+def _haystack(words: Iterable[str]) -> str:
+    return f" {' '.join(words)} "
+
+
+def _has(haystack: str, phrase: Phrase) -> bool:
+    return phrase in haystack

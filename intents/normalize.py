@@ -1,0 +1,68 @@
+"""Turn whatever a phone sent into plain, bounded text before anything reads it.
+
+Phones send curly quotes, fullwidth letters, zero-width joiners, emoji and the odd control
+character; attackers send 5,000-character payloads and shell separators. Folding all of that here
+means every later stage sees one alphabet and a bounded length.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MAX_LENGTH = 1600
+"""Longest text parsed (ten SMS segments); the rest is dropped."""
+
+_RAW_LIMIT = MAX_LENGTH * 4
+"""Bound the work NFKC can be made to do before the real cap applies."""
+
+_FOLD = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u2026": "...",
+    }
+)
+
+# Unicode categories dropped outright: format characters (zero-width, bidi overrides), surrogates,
+# private use, unassigned, and combining marks left over after NFKC (zalgo text, emoji modifiers).
+_DROP = frozenset({"Cf", "Cs", "Co", "Cn", "Mn", "Me"})
+# Categories turned into a space so they still separate words: controls, separators, emoji.
+_SPACE = frozenset({"Cc", "Zl", "Zp", "Zs", "So"})
+
+_SEPARATOR = re.compile(r";|&&|\|\|")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Fold a raw text to NFKC, one space between words, no controls, at most `MAX_LENGTH` chars.
+
+    Case is kept: alert names and raw PromQL are case-sensitive. Anything after a shell-style
+    command separator (`;`, `&&`, `||`) is dropped, per the contract.
+    """
+    text = unicodedata.normalize("NFKC", text[:_RAW_LIMIT]).translate(_FOLD)
+    kept: list[str] = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category in _DROP:
+            continue
+        # Non-ASCII modifier symbols are emoji skin tones and the like; "^" and "`" stay for PromQL.
+        blank = category in _SPACE or (category == "Sk" and not char.isascii())
+        kept.append(" " if blank else char)
+    text = "".join(kept)
+    text = _SEPARATOR.split(text, maxsplit=1)[0]
+    return _WHITESPACE.sub(" ", text).strip()[:MAX_LENGTH].strip()

@@ -1,0 +1,274 @@
+"""The intent pipeline: normalise, strict syntax, typo correction, entities, scoring, follow-ups.
+
+`Parser.parse(text, context)` is the one call the bot, the batch tool and the REPL make. It is
+pure (same text and context, same result) and never raises for any text; `Parser.explain` returns
+the whole trace for tuning.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+from intents.catalog import Catalog
+from intents.durations import NUMBER_WORDS, UNIT_SECONDS
+from intents.entities import EntityRules
+from intents.followup import SLOTS_OF, merge
+from intents.fuzzy import Corrector, IsCommonWord, english_words
+from intents.grammar import CHATTER, Grammar, Score
+from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
+from intents.normalize import normalize
+from intents.render import render
+from intents.slots import Analysis, fill, refers_back
+from intents.strict import parse_strict
+from intents.tokens import Token, tokenize
+
+Slots = dict[str, SlotValue]
+
+_CODE = re.compile(r"^\d{3,8}$")
+_GLUED_CODE = re.compile(r"^(?:y|yes|confirm)(\d{3,8})$")
+_STRICT_AFFIRM = frozenset({"y", "yes", "confirm"})
+_STRONG_AFFIRM = frozenset({"y", "yes", "yep", "yeah", "yup", "ya", "yea", "yess", "confirm", "confirmed",
+                            "affirmative", "do it", "go ahead", "go for it", "yes please", "please do"})  # fmt: skip
+_ACCEPTS: dict[Intent, frozenset[str]] = {
+    Intent.METRICS: frozenset({"SERVICE", "DURATION", "METRIC"}),
+    Intent.GRAPH: frozenset({"SERVICE", "DURATION", "METRIC"}),
+    Intent.LOGS: frozenset({"SERVICE", "DURATION", "LEVEL"}),
+    Intent.HEALTH: frozenset({"SYSTEM"}),
+    Intent.DB: frozenset({"DBMETRIC"}),
+    Intent.GATEWAY: frozenset({"SERVICE"}),
+    Intent.ALERTS: frozenset({"STATE"}),
+    Intent.SILENCE: frozenset({"ALERTREF", "ALERTNAME", "DURATION"}),
+    Intent.ACK: frozenset({"ALERTREF", "ALERTNAME"}),
+}
+"""Entities that, alone in a text, continue the previous command ("what about checkout?")."""
+
+
+class Parser:
+    """Free text or strict syntax in, one canonical command out."""
+
+    def __init__(
+        self,
+        catalog: Catalog | None = None,
+        grammar: Grammar | None = None,
+        is_common_word: IsCommonWord | None = None,
+    ) -> None:
+        self.catalog = catalog or Catalog()
+        self.grammar = grammar or Grammar.default()
+        self.entities = EntityRules(self.catalog)
+        vocabulary = self.grammar.vocabulary() | _catalog_words(self.catalog) | set(UNIT_SECONDS) | set(NUMBER_WORDS)
+        self.corrector = Corrector(vocabulary, is_common_word or english_words())
+
+    def parse(self, text: str, context: Context | None = None) -> Parse:
+        return self.explain(text, context).parse
+
+    def explain(self, text: str, context: Context | None = None) -> Trace:
+        """The parse of `text` for a user whose conversation so far is `context`, with its trace."""
+        context = context or Context()
+        normalized = normalize(text)
+        tokens = tuple(tokenize(normalized))
+        plain = [t.lower for t in tokens if t.kind == "word"]
+        answer = self._answer(plain, context) if plain else None
+        strict = None if answer else self._strict(normalized)
+        analysis = self.analyse(tokens)
+        if answer is not None:
+            return self._trace(
+                text, normalized, analysis, {}, answer, ("intent",) if answer.source is Source.CONTEXT else ()
+            )
+        if strict is not None:
+            return self._trace(text, normalized, analysis, {}, strict, ())
+        if not plain:
+            return self._trace(text, normalized, analysis, {}, _unknown("help" if normalized else None), ())
+        return self._language(text, normalized, analysis, context)
+
+    def _strict(self, normalized: str) -> Parse | None:
+        """The strict parse, ignoring trailing "?!." and refusing log terms that are misspelt services."""
+        parse = parse_strict(normalized.rstrip("?!. "), self.catalog)
+        if parse is not None and parse.intent is Intent.LOGS:
+            for term in terms_of(parse.slots):
+                correction = self.corrector.correct(term)
+                if correction is not None and correction.corrected in self.catalog.services:
+                    return None  # "logs error paymnet": let the language rules fix the typo
+        return parse
+
+    def analyse(self, tokens: tuple[Token, ...]) -> Analysis:
+        """Typo correction and entity extraction over the tokens."""
+        words: list[str] = []
+        corrections: list[Correction] = []
+        for token in tokens:
+            correction = None
+            if token.kind == "word" and not token.quoted and not _has_inner_capital(token.text):
+                correction = self.corrector.correct(token.lower)
+            if correction is not None:
+                corrections.append(correction)
+                words.append(correction.corrected)
+            else:
+                words.append(token.lower)
+        entities = self.entities.extract(tokens, words)
+        return Analysis(tokens, tuple(words), tuple(corrections), tuple(entities))
+
+    def _answer(self, plain: list[str], context: Context) -> Parse | None:
+        """Replies to a question the bot asked: "Y", "yes 4821", a bare code."""
+        code = next((w for w in plain if _CODE.match(w)), None)
+        glued = next((m.group(1) for w in plain if (m := _GLUED_CODE.match(w))), None)
+        code = code or glued
+        rest = [w for w in plain if w != code and not _GLUED_CODE.match(w)]
+        affirm = bool(rest) and self.grammar.only({"AFFIRM", "POLITE"}, rest)
+        if code is not None and (affirm or glued):
+            source = Source.STRICT if (glued or (len(rest) == 1 and rest[0] in _STRICT_AFFIRM)) else Source.NL
+            return Parse(Intent.CONFIRM, {"code": code}, f"y {code}", 1.0 if source is Source.STRICT else 0.9, source)
+        if code is not None and not rest and code == context.pending_code:
+            return Parse(Intent.CONFIRM, {"code": code}, f"y {code}", 0.9, Source.CONTEXT)
+        if code is None and affirm:
+            if context.suggestion:
+                suggested = parse_strict(context.suggestion, self.catalog)
+                if suggested is not None:
+                    return Parse(suggested.intent, suggested.slots, suggested.command, 0.9, Source.CONTEXT)
+            if context.pending_code:
+                slots = {"code": context.pending_code}
+                return Parse(Intent.CONFIRM, slots, f"y {context.pending_code}", 0.9, Source.CONTEXT)
+            if " ".join(w for w in rest if not self.grammar.has("POLITE", [w])) in _STRONG_AFFIRM:
+                return Parse(Intent.CONFIRM, {}, "confirm", 0.7, Source.NL)
+        return None
+
+    def _language(self, text: str, normalized: str, analysis: Analysis, context: Context) -> Trace:
+        content = analysis.content
+        features = analysis.labels() | self.grammar.lexicon_features(content)
+        if any(t.quoted for t in analysis.tokens):
+            features.add("QUOTED")
+        if any(t.kind == "path" for t in analysis.tokens):
+            features.add("PATH")
+        scores = self.grammar.score(content, features)
+        table = {s.intent: s.total for s in scores}
+        chatter = table.get(CHATTER, 0.0)
+        real = [s for s in scores if s.intent != CHATTER]
+        best, second = real[0], real[1]
+        weak = best.total < self.grammar.min_score or (chatter > 0 and chatter >= best.total)
+
+        if weak and context.intent is not None:
+            followed = self._continue(analysis, features, context)
+            if followed is not None:
+                return self._trace(text, normalized, analysis, table, *followed)
+        if weak:
+            suggestion = None if chatter >= best.total and chatter > 0 else self._suggest_from(best, analysis)
+            return self._trace(text, normalized, analysis, table, _unknown(suggestion, best, second), ())
+
+        intent = Intent(best.intent)
+        slots = fill(intent, analysis, self.catalog)
+        if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
+            suggestion = self._suggestion(intent, slots)
+            return self._trace(text, normalized, analysis, table, _unknown(suggestion, best, second), ())
+
+        used: tuple[str, ...] = ()
+        missing = [s for s in self.grammar.intents[intent.value].required if s not in slots]
+        if context.intent is not None and (
+            not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)
+        ):
+            slots, used = merge(context, intent, slots)
+        if intent in (Intent.ACK, Intent.SILENCE) and "alert" not in slots and len(context.alerts) == 1:
+            slots["alert"], used = "1", (*used, "alert")  # the only alert the user was sent
+        missing = [s for s in self.grammar.intents[intent.value].required if s not in slots]
+        if missing:
+            return self._trace(
+                text, normalized, analysis, table, _unknown(self._suggestion(intent, slots), best, second), used
+            )
+        source = Source.CONTEXT if used else Source.NL
+        parse = Parse(intent, slots, render(intent, slots), _confidence(best, second), source)
+        return self._trace(text, normalized, analysis, table, parse, used)
+
+    def _continue(
+        self, analysis: Analysis, features: set[str], context: Context
+    ) -> tuple[Parse, tuple[str, ...]] | None:
+        """A text with no command of its own that continues the previous one, if it is one."""
+        assert context.intent is not None
+        content = analysis.content
+        if content and self.grammar.only({"REPEAT", "POLITE", "FOLLOWUP"}, content):
+            slots = dict(context.slots)
+            return Parse(context.intent, slots, render(context.intent, slots), 0.8, Source.CONTEXT), ("intent",)
+        if not analysis.labels() & _ACCEPTS.get(context.intent, frozenset()):
+            return None
+        slots = fill(context.intent, analysis, self.catalog)
+        slots, used = merge(context, context.intent, slots)
+        required = self.grammar.intents[context.intent.value].required
+        if any(s not in slots for s in required):
+            return None
+        return Parse(context.intent, slots, render(context.intent, slots), 0.8, Source.CONTEXT), ("intent", *used)
+
+    def _suggest_from(self, best: Score, analysis: Analysis) -> str | None:
+        """The command to offer for a text too weak to run."""
+        if best.total > 0:
+            intent = Intent(best.intent)
+            return self._suggestion(intent, fill(intent, analysis, self.catalog))
+        service = analysis.first("SERVICE")
+        if service is not None:
+            return self._suggestion(Intent.METRICS, {"service": service.value})
+        return None
+
+    def _suggestion(self, intent: Intent, slots: Mapping[str, SlotValue]) -> str | None:
+        """A runnable strict command close to what was asked, filling required slots with defaults."""
+        slots = {k: v for k, v in slots.items() if k in SLOTS_OF.get(intent, ())}
+        if intent in (Intent.METRICS, Intent.GRAPH) and "metric" not in slots:
+            slots["metric"] = next(iter(self.catalog.metrics))
+        if intent is Intent.SILENCE:
+            if "alert" not in slots:
+                return "alerts"
+            slots.setdefault("duration_s", 3600)
+        if intent is Intent.ACK and "alert" not in slots:
+            return "alerts"
+        return render(intent, slots) or None
+
+    def _trace(
+        self,
+        text: str,
+        normalized: str,
+        analysis: Analysis,
+        scores: Mapping[str, float],
+        parse: Parse,
+        used: tuple[str, ...],
+    ) -> Trace:
+        return Trace(
+            text=text,
+            normalized=normalized,
+            tokens=analysis.words,
+            corrections=analysis.corrections,
+            entities=analysis.entities,
+            scores=dict(scores),
+            context_used=used,
+            parse=parse,
+        )
+
+
+def _unknown(suggestion: str | None, best: Score | None = None, second: Score | None = None) -> Parse:
+    slots: Slots = {"suggestion": suggestion} if suggestion else {}
+    confidence = 0.5
+    if best is not None and second is not None:
+        confidence = 1.0 - _confidence(best, second) / 2
+    return Parse(Intent.UNKNOWN, slots, "", confidence, Source.NL)
+
+
+def _confidence(best: Score, second: Score) -> float:
+    """0.5–1.0: higher for a strong winner far ahead of the runner-up."""
+    if best.total <= 0:
+        return 0.5
+    strength = 1 - math.exp(-best.total / 3)
+    separation = (best.total - max(second.total, 0.0)) / best.total
+    return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
+
+
+def _has_inner_capital(text: str) -> bool:
+    return any(c.isupper() for c in text[1:])
+
+
+def _catalog_words(catalog: Catalog) -> set[str]:
+    from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS
+
+    words: set[str] = set()
+    for service in catalog.services:
+        words |= {service, f"{service}s"}
+    for table in (catalog.metrics, catalog.systems, catalog.service_aliases, LEVEL_WORDS, DB_METRIC_WORDS,
+                  ALERT_STATE_WORDS):  # fmt: skip
+        for names in table.values():
+            for name in names:
+                words.update(name.split())
+    return words
