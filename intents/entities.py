@@ -38,6 +38,8 @@ _REF_WORDS = ["alert", "alarm", "number", "num", "no", "nr", "item", "#", "page"
 _SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
                                "across", "in", "our"})  # fmt: skip
 _UP_WORDS = frozenset({"up", "down"})
+_STATE_VERBS = frozenset({"is", "are", "still", "it", "its", "was", "were", "be", "been", "being", "go", "goes",
+                          "went", "gone", "going", "stay", "staying", "come", "came", "back", "all", "everything"})
 
 
 class _Tokenizer:
@@ -74,17 +76,21 @@ class EntityRules:
         if not words:
             return []
         doc = self.doc(words)
-        has_service = any(ent.label_ == "SERVICE" for ent in doc.ents)
+        services = [ent.ent_id_ for ent in doc.ents if ent.label_ == "SERVICE"]
+        has_service = bool(services)
         found: list[Entity] = []
         for ent in doc.ents:
             if any(tokens[i].quoted for i in range(ent.start, ent.end)):
                 continue
             span_words = list(words[ent.start : ent.end])
             value: str | int | None = ent.ent_id_ or ent.text
-            if ent.label_ == "SERVICE" and value == "search" and _is_search_verb(words, ent.start, ent.end):
+            if ent.label_ == "SERVICE" and value == "search" and _is_search_verb(words, ent.start, ent.end, services):
                 continue
-            if ent.label_ == "METRIC" and span_words[0] in _UP_WORDS and len(span_words) == 1 and not has_service:
-                continue
+            if ent.label_ == "METRIC" and span_words == [span_words[0]] and span_words[0] in _UP_WORDS:
+                before = words[ent.start - 1] if ent.start else ""
+                service_before = any(e.label_ == "SERVICE" and e.end == ent.start for e in doc.ents)
+                if not has_service or not (service_before or before in _STATE_VERBS):
+                    continue  # "pull up cpu", "slow down": a phrasal verb, not "is it up?"
             if ent.label_ == "DURATION":
                 value = phrase_seconds(span_words)
             elif ent.label_ == "ALERTREF":
@@ -106,10 +112,12 @@ class EntityRules:
                 yield Entity("ALERTNAME", token.text, token.text, index, index + 1)
 
 
-def _is_search_verb(words: Sequence[str], start: int, end: int) -> bool:
-    """ "search for timeouts" and "search the logs" use the verb, not the search service."""
+def _is_search_verb(words: Sequence[str], start: int, end: int, services: Sequence[str]) -> bool:
+    """ "search for timeouts", "search the logs", "search auth logs for x" use the verb, not the service."""
     following = words[end] if end < len(words) else ""
-    return following in {"for", "through", "thru"} or (start == 0 and following in _SEARCH_VERB_NEXT)
+    if following in {"for", "through", "thru"}:
+        return True
+    return start == 0 and (following in _SEARCH_VERB_NEXT or any(s != "search" for s in services))
 
 
 _CAMEL = re.compile(r"^[A-Za-z][A-Za-z0-9]*[a-z0-9][A-Z][A-Za-z0-9]*$|^[A-Z]{2,}[a-z][A-Za-z0-9]*$")

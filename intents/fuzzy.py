@@ -50,10 +50,11 @@ def max_distance(length: int) -> int:
 class Corrector:
     """Maps a misspelt word to the closest vocabulary word, or leaves it alone."""
 
-    def __init__(self, vocabulary: Iterable[str], is_common: IsCommonWord) -> None:
+    def __init__(self, vocabulary: Iterable[str], is_common: IsCommonWord, preferred: Iterable[str] = ()) -> None:
         self._vocabulary = sorted({w for w in vocabulary if _CORRECTABLE.match(w) and len(w) >= 3})
         self._known = frozenset(self._vocabulary)
         self._is_common = is_common
+        self._preferred = frozenset(preferred)
 
     @property
     def vocabulary(self) -> frozenset[str]:
@@ -78,6 +79,9 @@ class Corrector:
             closest = [c for c in closest if c[0] == word[0]]
         if not closest:
             return None
-        # Several words equally close: prefer the one sharing the first letter, then the most similar.
-        closest.sort(key=lambda c: (c[0] != word[0], -fuzz.ratio(word, c), abs(len(c) - len(word))))
+        # Several words equally close: prefer the first letter kept, then a command name ("staus" ->
+        # status, not stats), then a transposition (same length), then the most similar.
+        closest.sort(
+            key=lambda c: (c[0] != word[0], c not in self._preferred, abs(len(c) - len(word)), -fuzz.ratio(word, c))
+        )
         return Correction(word, closest[0], int(best))

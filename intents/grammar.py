@@ -13,8 +13,11 @@ from typing import Any
 
 import yaml
 
-CHATTER = "_chatter"
-"""The pseudo-intent for greetings and out-of-scope requests; it never becomes a command."""
+OUT_OF_SCOPE = "_outofscope"
+"""The pseudo-intent for requests Operator does not perform ("restart auth"): they are `unknown`."""
+SMALLTALK = "_smalltalk"
+"""The pseudo-intent for greetings, thanks and chat: `unknown` unless a real intent is also present."""
+PSEUDO_INTENTS = frozenset({OUT_OF_SCOPE, SMALLTALK})
 
 Phrase = str
 """A phrase as its words joined by single spaces, padded with one space each side for matching."""
@@ -53,6 +56,10 @@ class Grammar:
     margin: float
     lexicon: Mapping[str, tuple[Phrase, ...]]
     intents: Mapping[str, IntentRules]
+    shorthand: Mapping[str, str] = field(default_factory=dict)
+    """Texting abbreviations -> what they stand for ("u" -> "you", "idk" -> "i dont know")."""
+    lead_skip: frozenset[str] = frozenset()
+    """Words skipped to find the verb a request starts with ("pls", "can", "you")."""
 
     @classmethod
     def from_yaml(cls, text: str) -> Grammar:
@@ -79,6 +86,8 @@ class Grammar:
             margin=float(data["margin"]),
             lexicon=lexicon,
             intents=intents,
+            shorthand={str(k).lower(): str(v).lower() for k, v in (data.get("shorthand") or {}).items()},
+            lead_skip=frozenset(str(w).lower() for w in data.get("lead_skip") or ()),
         )
 
     @classmethod
@@ -88,7 +97,7 @@ class Grammar:
 
     def vocabulary(self) -> set[str]:
         """Every word the grammar knows, for the typo corrector."""
-        words: set[str] = set()
+        words: set[str] = set(self.lead_skip)
         for rules in self.intents.values():
             words |= rules.commands | rules.solo | set(rules.words)
             for phrase in rules.phrases:
@@ -97,6 +106,17 @@ class Grammar:
             for phrase in phrases:
                 words.update(phrase.split())
         return words
+
+    def expand(self, words: Sequence[str]) -> list[str]:
+        """Words with texting shorthand spelt out ("r u up" -> "are you up")."""
+        expanded: list[str] = []
+        for word in words:
+            expanded.extend(self.shorthand.get(word, word).split())
+        return expanded
+
+    def lead_word(self, words: Sequence[str]) -> str | None:
+        """The first word of a request after greetings and politeness ("pls can u restart" -> restart)."""
+        return next((w for w in words if w not in self.lead_skip), None)
 
     def lexicon_features(self, words: Sequence[str]) -> set[str]:
         """The lexicon classes (HEALTHWORD, FOLLOWUP …) present in the text."""
@@ -169,6 +189,11 @@ def _check_words(data: Mapping[str, Any]) -> None:
     for name, phrases in data["lexicon"].items():
         for phrase in phrases:
             check(phrase, f"lexicon {name}")
+    for short, long in (data.get("shorthand") or {}).items():
+        check(short, "shorthand")
+        check(long, "shorthand")
+    for word in data.get("lead_skip") or ():
+        check(word, "lead_skip")
     for name, spec in data["intents"].items():
         for key in ("commands", "solo"):
             for word in (spec or {}).get(key) or ():

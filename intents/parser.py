@@ -16,7 +16,7 @@ from intents.durations import NUMBER_WORDS, UNIT_SECONDS
 from intents.entities import EntityRules
 from intents.followup import SLOTS_OF, merge
 from intents.fuzzy import Corrector, IsCommonWord, english_words
-from intents.grammar import CHATTER, Grammar, Score
+from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Score
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
 from intents.render import render
@@ -43,6 +43,7 @@ _ACCEPTS: dict[Intent, frozenset[str]] = {
     Intent.ACK: frozenset({"ALERTREF", "ALERTNAME"}),
 }
 """Entities that, alone in a text, continue the previous command ("what about checkout?")."""
+_SLOT_LABELS = frozenset(label for labels in _ACCEPTS.values() for label in labels)
 
 
 class Parser:
@@ -58,7 +59,8 @@ class Parser:
         self.grammar = grammar or Grammar.default()
         self.entities = EntityRules(self.catalog)
         vocabulary = self.grammar.vocabulary() | _catalog_words(self.catalog) | set(UNIT_SECONDS) | set(NUMBER_WORDS)
-        self.corrector = Corrector(vocabulary, is_common_word or english_words())
+        commands = {i.value for i in Intent}
+        self.corrector = Corrector(vocabulary, is_common_word or english_words(), preferred=commands)
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
         return self.explain(text, context).parse
@@ -96,17 +98,25 @@ class Parser:
         """Typo correction and entity extraction over the tokens."""
         words: list[str] = []
         corrections: list[Correction] = []
+        content: list[str] = []
         for token in tokens:
-            correction = None
-            if token.kind == "word" and not token.quoted and not _has_inner_capital(token.text):
-                correction = self.corrector.correct(token.lower)
-            if correction is not None:
-                corrections.append(correction)
-                words.append(correction.corrected)
-            else:
-                words.append(token.lower)
+            word = token.lower
+            if token.kind == "word" and not token.quoted:
+                correction = None if _is_camel_case(token.text) else self._correct(word)
+                if correction is not None:
+                    corrections.append(correction)
+                    content.extend(correction.corrected.split())
+                    word = correction.corrected if " " not in correction.corrected else word
+                else:
+                    content.append(word)
+            words.append(word)
         entities = self.entities.extract(tokens, words)
-        return Analysis(tokens, tuple(words), tuple(corrections), tuple(entities))
+        return Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
+
+    def _correct(self, word: str) -> Correction | None:
+        """Texting shorthand spelt out ("u" -> you), else a typo corrected, else None."""
+        expansion = self.grammar.shorthand.get(word)
+        return Correction(word, expansion, 0) if expansion else self.corrector.correct(word)
 
     def _answer(self, plain: list[str], context: Context) -> Parse | None:
         """Replies to a question the bot asked: "Y", "yes 4821", a bare code."""
@@ -139,22 +149,28 @@ class Parser:
             features.add("QUOTED")
         if any(t.kind == "path" for t in analysis.tokens):
             features.add("PATH")
+        lead = self.grammar.lead_word(content)
+        if lead is not None and self.grammar.has("ACTION", [lead]):
+            features.add("ACTIONLEAD")
         scores = self.grammar.score(content, features)
         table = {s.intent: s.total for s in scores}
-        chatter = table.get(CHATTER, 0.0)
-        real = [s for s in scores if s.intent != CHATTER]
+        out_of_scope = table.get(OUT_OF_SCOPE, 0.0)
+        smalltalk = table.get(SMALLTALK, 0.0)
+        real = [s for s in scores if s.intent not in PSEUDO_INTENTS]
         best, second = real[0], real[1]
-        weak = best.total < self.grammar.min_score or (chatter > 0 and chatter >= best.total)
+        refused = out_of_scope > 0 and out_of_scope >= best.total
+        weak = refused or best.total < self.grammar.min_score
 
-        if weak and context.intent is not None:
+        if weak and not refused and context.intent is not None:
             followed = self._continue(analysis, features, context)
             if followed is not None:
                 return self._trace(text, normalized, analysis, table, *followed)
         if weak:
-            suggestion = None if chatter >= best.total and chatter > 0 else self._suggest_from(best, analysis)
+            chat = refused or (smalltalk > 0 and smalltalk >= best.total)
+            suggestion = None if chat else self._suggest_from(best, analysis)
             return self._trace(text, normalized, analysis, table, _unknown(suggestion, best, second), ())
 
-        intent = Intent(best.intent)
+        intent = self._stay_on_topic(Intent(best.intent), best, analysis, context)
         slots = fill(intent, analysis, self.catalog)
         if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
             suggestion = self._suggestion(intent, slots)
@@ -176,6 +192,16 @@ class Parser:
         source = Source.CONTEXT if used else Source.NL
         parse = Parse(intent, slots, render(intent, slots), _confidence(best, second), source)
         return self._trace(text, normalized, analysis, table, parse, used)
+
+    def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
+        """After `graph memory …`, "what about disk?" is still a graph: a text that names no command and
+        whose slots all fit the previous command continues it."""
+        if best.explicit or context.intent is None or context.intent is intent:
+            return intent
+        labels = analysis.labels() & _SLOT_LABELS
+        if labels and labels <= _ACCEPTS.get(context.intent, frozenset()):
+            return context.intent
+        return intent
 
     def _continue(
         self, analysis: Analysis, features: set[str], context: Context
@@ -256,8 +282,9 @@ def _confidence(best: Score, second: Score) -> float:
     return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
 
 
-def _has_inner_capital(text: str) -> bool:
-    return any(c.isupper() for c in text[1:])
+def _is_camel_case(text: str) -> bool:
+    """HighCPU, DiskFull: alert names, never corrected (ALL CAPS shouting still is)."""
+    return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)
 
 
 def _catalog_words(catalog: Catalog) -> set[str]:

@@ -40,6 +40,8 @@ class Analysis:
     """Every token's corrected lowercase form (aligned with `tokens`)."""
     corrections: tuple[Correction, ...]
     entities: tuple[Entity, ...]
+    content: tuple[str, ...] = ()
+    """Unquoted words, corrected, shorthand spelt out, punctuation dropped: what the grammar scores."""
 
     def first(self, label: str) -> Entity | None:
         return next((e for e in self.entities if e.label == label), None)
@@ -53,11 +55,6 @@ class Analysis:
     def covered(self, labels: frozenset[str] | None = None) -> set[int]:
         """Token indexes inside entities (of the given labels)."""
         return {i for e in self.entities if labels is None or e.label in labels for i in range(e.start, e.end)}
-
-    @property
-    def content(self) -> list[str]:
-        """Unquoted words, corrected and lowercase, punctuation dropped: what the grammar scores."""
-        return [w for w, t in zip(self.words, self.tokens, strict=True) if t.kind == "word" and not t.quoted]
 
 
 def fill(intent: Intent, analysis: Analysis, catalog: Catalog) -> Slots:
@@ -80,9 +77,11 @@ def _metrics(analysis: Analysis, catalog: Catalog) -> Slots:
     slots: Slots = {}
     metric = analysis.first("METRIC")
     level = analysis.first("LEVEL")
+    errors = level is not None and level.value == "error" and "error_rate" in catalog.metrics
     if metric is not None:
-        slots["metric"] = metric.value
-    elif level is not None and level.value == "error" and "error_rate" in catalog.metrics:
+        # "failing requests on api", "% of requests erroring": the error rate, not the request rate
+        slots["metric"] = "error_rate" if metric.value == "requests" and errors else metric.value
+    elif errors:
         slots["metric"] = "error_rate"  # "graph payment errors"
     return _service_and_range(analysis, slots)
 

@@ -26,5 +26,10 @@ FILLER_WORDS = frozenset(
 )
 """Filler that on-call texts are full of: verbs of asking, time words, pronouns, chat noise."""
 
-FILLER = frozenset(STOP_WORDS) | FILLER_WORDS
+CONTENT_WORDS = frozenset(
+    "full empty bottom front back side part name call move serious amount down out".split()
+)
+"""Words spaCy lists as stop words that mean something in a log search ("disk full", "call failed")."""
+
+FILLER = (frozenset(STOP_WORDS) - CONTENT_WORDS) | FILLER_WORDS
 """Everything dropped from log search terms."""

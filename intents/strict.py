@@ -42,6 +42,8 @@ _TERM = re.compile(r"^[\w./:-]+$")
 _ENDPOINT = re.compile(r"^/?[\w./{}:-]{1,128}$")
 _IDENTIFIER = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
+_NOT_ENDPOINTS = frozenset({"health", "healthy", "up", "down", "ok", "okay", "alive", "reachable", "responding"})
+"""Words after "gateway" that ask about its health ("gateway health"), not about a route."""
 
 Slots = dict[str, SlotValue]
 
@@ -118,7 +120,7 @@ def _gateway(rest: str, catalog: Catalog) -> Slots | None:
     word = keyed.get("endpoint") or (positional[0] if positional else None)
     if word is None:
         return {}
-    if not _ENDPOINT.match(word) or word.lower() in FILLER:
+    if not _ENDPOINT.match(word) or word.lower() in FILLER or word.lower() in _NOT_ENDPOINTS:
         return None
     return {"endpoint": word if word.startswith("/") else word.lower()}
 
