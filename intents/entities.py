@@ -38,8 +38,32 @@ _REF_WORDS = ["alert", "alarm", "number", "num", "no", "nr", "item", "#", "page"
 _SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
                                "across", "in", "our"})  # fmt: skip
 _UP_WORDS = frozenset({"up", "down"})
-_STATE_VERBS = frozenset({"is", "are", "still", "it", "its", "was", "were", "be", "been", "being", "go", "goes",
-                          "went", "gone", "going", "stay", "staying", "come", "came", "back", "all", "everything"})
+_STATE_VERBS = frozenset(
+    {
+        "is",
+        "are",
+        "still",
+        "it",
+        "its",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "go",
+        "goes",
+        "went",
+        "gone",
+        "going",
+        "stay",
+        "staying",
+        "come",
+        "came",
+        "back",
+        "all",
+        "everything",
+    }
+)
 
 
 class _Tokenizer:

@@ -124,7 +124,7 @@ class Parser:
         glued = next((m.group(1) for w in plain if (m := _GLUED_CODE.match(w))), None)
         code = code or glued
         rest = [w for w in plain if w != code and not _GLUED_CODE.match(w)]
-        affirm = bool(rest) and self.grammar.only({"AFFIRM", "POLITE"}, rest)
+        affirm = self.grammar.only({"AFFIRM", "POLITE"}, rest) and self.grammar.has("AFFIRM", rest)
         if code is not None and (affirm or glued):
             source = Source.STRICT if (glued or (len(rest) == 1 and rest[0] in _STRICT_AFFIRM)) else Source.NL
             return Parse(Intent.CONFIRM, {"code": code}, f"y {code}", 1.0 if source is Source.STRICT else 0.9, source)
@@ -190,7 +190,7 @@ class Parser:
                 text, normalized, analysis, table, _unknown(self._suggestion(intent, slots), best, second), used
             )
         source = Source.CONTEXT if used else Source.NL
-        parse = Parse(intent, slots, render(intent, slots), _confidence(best, second), source)
+        parse = self._command(intent, slots, _confidence(best, second), source)
         return self._trace(text, normalized, analysis, table, parse, used)
 
     def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
@@ -210,8 +210,7 @@ class Parser:
         assert context.intent is not None
         content = analysis.content
         if content and self.grammar.only({"REPEAT", "POLITE", "FOLLOWUP"}, content):
-            slots = dict(context.slots)
-            return Parse(context.intent, slots, render(context.intent, slots), 0.8, Source.CONTEXT), ("intent",)
+            return self._command(context.intent, dict(context.slots), 0.8, Source.CONTEXT), ("intent",)
         if not analysis.labels() & _ACCEPTS.get(context.intent, frozenset()):
             return None
         slots = fill(context.intent, analysis, self.catalog)
@@ -219,7 +218,10 @@ class Parser:
         required = self.grammar.intents[context.intent.value].required
         if any(s not in slots for s in required):
             return None
-        return Parse(context.intent, slots, render(context.intent, slots), 0.8, Source.CONTEXT), ("intent", *used)
+        return self._command(context.intent, slots, 0.8, Source.CONTEXT), ("intent", *used)
+
+    def _command(self, intent: Intent, slots: Slots, confidence: float, source: Source) -> Parse:
+        return Parse(intent, slots, render(intent, slots, self.catalog), confidence, source)
 
     def _suggest_from(self, best: Score, analysis: Analysis) -> str | None:
         """The command to offer for a text too weak to run."""
@@ -242,7 +244,7 @@ class Parser:
             slots.setdefault("duration_s", 3600)
         if intent is Intent.ACK and "alert" not in slots:
             return "alerts"
-        return render(intent, slots) or None
+        return render(intent, slots, self.catalog) or None
 
     def _trace(
         self,

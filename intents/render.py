@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from intents.durations import format_duration
+from intents.catalog import LEVEL_WORDS, Catalog
+from intents.durations import compact_seconds, format_duration
 from intents.models import Intent, SlotValue, seconds_of, terms_of
 
 
-def render(intent: Intent, slots: Mapping[str, SlotValue]) -> str:
-    """The strict command for an intent and its slots ("" for unknown)."""
+def render(intent: Intent, slots: Mapping[str, SlotValue], catalog: Catalog | None = None) -> str:
+    """The strict command for an intent and its slots ("" for unknown).
+
+    Log terms the strict syntax would read as something else (a service, a level, a duration)
+    are quoted, so `logs "api"` stays a search for the word.
+    """
     if intent is Intent.UNKNOWN:
         return ""
     parts: list[str] = [intent.value]
@@ -21,7 +26,7 @@ def render(intent: Intent, slots: Mapping[str, SlotValue]) -> str:
         parts.append(str(slots["metric"]))
         parts += _keyed(slots)
     elif intent is Intent.LOGS:
-        parts += terms_of(slots)
+        parts += [_term(t, catalog) for t in terms_of(slots)]
         parts += _keyed(slots)
     elif intent is Intent.SILENCE:
         parts += [str(slots["alert"]), format_duration(seconds_of(slots, "duration_s") or 0)]
@@ -41,3 +46,9 @@ def _keyed(slots: Mapping[str, SlotValue]) -> list[str]:
     if seconds is not None:
         parts.append(f"range={format_duration(seconds)}")
     return parts
+
+
+def _term(term: str, catalog: Catalog | None) -> str:
+    level_word = any(term in words for words in LEVEL_WORDS.values())
+    service = catalog is not None and catalog.lookup("service", term) is not None
+    return f'"{term}"' if level_word or service or compact_seconds(term) is not None else term

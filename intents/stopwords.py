@@ -26,9 +26,7 @@ FILLER_WORDS = frozenset(
 )
 """Filler that on-call texts are full of: verbs of asking, time words, pronouns, chat noise."""
 
-CONTENT_WORDS = frozenset(
-    "full empty bottom front back side part name call move serious amount down out".split()
-)
+CONTENT_WORDS = frozenset("full empty bottom front back side part name call move serious amount down out".split())
 """Words spaCy lists as stop words that mean something in a log search ("disk full", "call failed")."""
 
 FILLER = (frozenset(STOP_WORDS) - CONTENT_WORDS) | FILLER_WORDS

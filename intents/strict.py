@@ -23,7 +23,7 @@ COMMANDS: dict[str, Intent] = {
     "db": Intent.DB, "gateway": Intent.GATEWAY, "alerts": Intent.ALERTS, "silence": Intent.SILENCE,
     "ack": Intent.ACK, "acknowledge": Intent.ACK, "graph": Intent.GRAPH, "more": Intent.MORE,
     "subscribe": Intent.SUBSCRIBE, "unsubscribe": Intent.UNSUBSCRIBE, "reset": Intent.RESET,
-    "confirm": Intent.CONFIRM, "undo": Intent.UNDO,
+    "confirm": Intent.CONFIRM, "y": Intent.CONFIRM, "yes": Intent.CONFIRM, "undo": Intent.UNDO,
 }  # fmt: skip
 """Command words of the strict syntax, any case."""
 
@@ -38,7 +38,7 @@ HELP_TOPICS: dict[str, str] = {
 _KEY_VALUE = re.compile(r"^([a-z_]+)=(.+)$", re.IGNORECASE)
 _ALERT = re.compile(r"^#?\d{1,3}$|^[A-Za-z][\w.:-]{0,127}$")
 _CODE = re.compile(r"^\d{3,8}$")
-_TERM = re.compile(r"^[\w./:-]+$")
+_TERM = re.compile(r"^[\w./:%-]+$")
 _ENDPOINT = re.compile(r"^/?[\w./{}:-]{1,128}$")
 _IDENTIFIER = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PAIRS = {")": "(", "]": "[", "}": "{"}
@@ -57,13 +57,17 @@ def parse_strict(text: str, catalog: Catalog) -> Parse | None:
     slots = _PARSERS[intent](rest.strip(), catalog)
     if slots is None:
         return None
-    return Parse(intent, slots, render(intent, slots), 1.0, Source.STRICT)
+    return Parse(intent, slots, render(intent, slots, catalog), 1.0, Source.STRICT)
 
 
-def _split(rest: str) -> tuple[dict[str, str], list[str]] | None:
-    """key=value pairs and positional words; None on a repeated key or unbalanced quotes."""
+def _split(rest: str, keep_quotes: bool = False) -> tuple[dict[str, str], list[str]] | None:
+    """key=value pairs and positional words; None on a repeated key or unbalanced quotes.
+
+    With `keep_quotes`, a quoted positional keeps its quotes so the caller can tell `"error"` (a
+    word to search for) from `error` (the level).
+    """
     try:
-        words = shlex.split(rest)
+        words = shlex.split(rest, posix=not keep_quotes)
     except ValueError:
         return None
     keyed: dict[str, str] = {}
@@ -120,7 +124,8 @@ def _gateway(rest: str, catalog: Catalog) -> Slots | None:
     word = keyed.get("endpoint") or (positional[0] if positional else None)
     if word is None:
         return {}
-    if not _ENDPOINT.match(word) or word.lower() in FILLER or word.lower() in _NOT_ENDPOINTS:
+    is_service = catalog.lookup("service", word) is not None
+    if not _ENDPOINT.match(word) or (word.lower() in FILLER | _NOT_ENDPOINTS and not is_service):
         return None
     return {"endpoint": word if word.startswith("/") else word.lower()}
 
@@ -163,7 +168,7 @@ def _confirm(rest: str, catalog: Catalog) -> Slots | None:
 
 
 def _logs(rest: str, catalog: Catalog) -> Slots | None:
-    split = _split(rest)
+    split = _split(rest, keep_quotes=True)
     if split is None:
         return None
     keyed, positional = split
@@ -177,9 +182,12 @@ def _logs(rest: str, catalog: Catalog) -> Slots | None:
         if level is None:
             return None
         slots["level"] = level
-    terms: list[str] = [t for t in keyed.get("terms", "").lower().replace(",", " ").split() if t]
+    terms: list[str] = [t for t in _unquote(keyed.get("terms", "")).lower().replace(",", " ").split() if t]
     for word in positional:
         lower = word.lower()
+        if len(lower) >= 2 and lower[0] == lower[-1] and lower[0] in "\"'":  # a quoted phrase: its words are terms
+            terms += [w for w in lower[1:-1].split() if w not in FILLER]
+            continue
         seconds = compact_seconds(lower)
         level = catalog.lookup("level", lower)
         service = catalog.lookup("service", lower)
@@ -189,8 +197,6 @@ def _logs(rest: str, catalog: Catalog) -> Slots | None:
             slots["level"] = level
         elif service is not None and "service" not in slots:
             slots["service"] = service
-        elif " " in lower:  # a quoted phrase: its words are terms
-            terms += [w for w in lower.split() if w not in FILLER]
         elif _TERM.match(lower) and lower not in FILLER:
             terms.append(lower)
         else:
@@ -199,6 +205,10 @@ def _logs(rest: str, catalog: Catalog) -> Slots | None:
         return None
     slots["terms"] = tuple(dict.fromkeys(terms))
     return slots
+
+
+def _unquote(value: str) -> str:
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'" else value
 
 
 def _metric_command(rest: str, catalog: Catalog) -> Slots | None:

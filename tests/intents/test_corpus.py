@@ -55,7 +55,9 @@ def outcomes(parser: Parser) -> dict[tuple[str, int], Outcome]:
 @pytest.mark.parametrize(("file", "index"), _params())
 def test_case(outcomes: dict[tuple[str, int], Outcome], file: str, index: int) -> None:
     outcome = outcomes[(file, index)]
-    assert outcome.ok, f"{outcome.case.text!r}: want {outcome.case.intent} {dict(outcome.case.slots)}, got {outcome.got}"
+    assert outcome.ok, (
+        f"{outcome.case.text!r}: want {outcome.case.intent} {dict(outcome.case.slots)}, got {outcome.got}"
+    )
 
 
 def test_corpus_is_large_and_well_formed() -> None:

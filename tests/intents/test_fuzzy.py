@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from intents import Parser
+from intents.fuzzy import Corrector, max_distance
+
+
+@pytest.mark.parametrize(
+    ("typo", "word"),
+    [("paymnt", "payment"), ("stauts", "status"), ("staus", "status"), ("latncy", "latency"), ("latnecy", "latency"),
+     ("chekcout", "checkout"), ("chekout", "checkout"), ("memroy", "memory"), ("inventry", "inventory"),
+     ("warnngs", "warnings"), ("silnce", "silence"), ("acknowlege", "acknowledge"), ("databse", "database"),
+     ("alrets", "alerts"), ("grpah", "graph"), ("metircs", "metrics"), ("unsubscibe", "unsubscribe"),
+     ("statussss", "status"), ("helth", "health")],
+)  # fmt: skip
+def test_typos_are_corrected(parser: Parser, typo: str, word: str) -> None:
+    correction = parser.corrector.correct(typo)
+    assert correction is not None and correction.corrected == word
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["card", "author", "poll", "app", "login", "logins", "orders", "billing", "mobile", "checking", "locks",
+     "redis", "kafka", "pasta", "db", "mem", "cpu", "payment", "timeout"],
+)  # fmt: skip
+def test_real_and_short_words_stay(parser: Parser, word: str) -> None:
+    assert parser.corrector.correct(word) is None
+
+
+def test_distance_grows_with_length() -> None:
+    assert [max_distance(n) for n in (2, 3, 4, 7, 8, 11, 12)] == [0, 0, 1, 1, 2, 2, 3]
+
+
+def test_common_word_guard_is_injectable() -> None:
+    corrector = Corrector(["cart", "payment"], is_common=lambda word: word == "carts")
+    assert corrector.correct("cartt") is not None
+    assert corrector.correct("carts") is None
+    assert corrector.correct("paymnt") is not None
+
+
+def test_ambiguous_typo_prefers_command_names() -> None:
+    corrector = Corrector(["stats", "status"], is_common=lambda word: False, preferred=["status"])
+    correction = corrector.correct("staus")
+    assert correction is not None and correction.corrected == "status"
