@@ -32,7 +32,7 @@ DEFAULT_METRIC_WORDS: dict[str, tuple[str, ...]] = {
     "requests": ("requests", "request rate", "reqs", "req/s", "reqs/s", "req/sec", "requests/s",
                  "requests per second", "req per sec", "rps", "qps", "throughput", "traffic", "hits",
                  "request count", "request volume", "calls per second"),
-    "up": ("up", "down", "uptime", "availability", "downtime"),
+    "up": ("up", "down", "uptime", "availability", "downtime", "up metric"),
 }  # fmt: skip
 """Built-in metric aliases and the words people text for them (lowercase, phrases allowed)."""
 
@@ -61,9 +61,8 @@ DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
 
 LEVEL_WORDS: dict[str, tuple[str, ...]] = {
     "error": ("error", "errors", "err", "errs", "exception", "exceptions", "failure", "failures", "failed",
-              "failing", "fails", "fail", "5xx", "5xxs", "crash", "crashes", "crashed", "crashing", "fatal",
-              "panic", "panics", "stacktrace", "stacktraces", "stack trace", "stack traces", "traceback",
-              "tracebacks", "errored", "erroring", "500s"),
+              "failing", "fails", "fail", "5xx", "5xxs", "crash", "crashes", "crashed", "crashing", "errored",
+              "erroring"),
     "warn": ("warn", "warns", "warning", "warnings", "wrn"),
     "info": ("info", "infos", "informational"),
 }  # fmt: skip

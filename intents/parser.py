@@ -43,6 +43,7 @@ _ACCEPTS: dict[Intent, frozenset[str]] = {
     Intent.ACK: frozenset({"ALERTREF", "ALERTNAME"}),
 }
 """Entities that, alone in a text, continue the previous command ("what about checkout?")."""
+_PREPOSITIONS = frozenset({"on", "for", "in", "at", "of", "from", "about", "to"})
 _SLOT_LABELS = frozenset(label for labels in _ACCEPTS.values() for label in labels)
 
 
@@ -60,7 +61,13 @@ class Parser:
         self.entities = EntityRules(self.catalog)
         vocabulary = self.grammar.vocabulary() | _catalog_words(self.catalog) | set(UNIT_SECONDS) | set(NUMBER_WORDS)
         commands = {i.value for i in Intent}
-        self.corrector = Corrector(vocabulary, is_common_word or english_words(), preferred=commands)
+        self._is_common = is_common_word or english_words()
+        self.corrector = Corrector(vocabulary, self._is_common, preferred=commands)
+        self._joinable = frozenset(
+            {w for words in self.catalog.metrics.values() for w in words if " " not in w}
+            | {w for s in self.catalog.services for w in (s, f"{s}s")}
+            | commands
+        )
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
         return self.explain(text, context).parse
@@ -69,7 +76,7 @@ class Parser:
         """The parse of `text` for a user whose conversation so far is `context`, with its trace."""
         context = context or Context()
         normalized = normalize(text)
-        tokens = tuple(tokenize(normalized))
+        tokens = self._join_split_words(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
         answer = self._answer(plain, context) if plain else None
         strict = None if answer else self._strict(normalized)
@@ -83,6 +90,34 @@ class Parser:
         if not plain:
             return self._trace(text, normalized, analysis, {}, _unknown("help" if normalized else None), ())
         return self._language(text, normalized, analysis, context)
+
+    def _join_split_words(self, tokens: list[Token]) -> tuple[Token, ...]:
+        """ "pay ment", "cpu on check out": dictation splits names in two; join them back.
+
+        Only into a service, metric word or command name, and only when the second half is not a
+        word of its own ("ment") or a preposition shows a name is meant ("on check out", not
+        "check out the logs").
+        """
+        joined: list[Token] = []
+        index = 0
+        while index < len(tokens):
+            first = tokens[index]
+            second = tokens[index + 1] if index + 1 < len(tokens) else None
+            if (
+                second is not None
+                and first.kind == second.kind == "word"
+                and not (first.quoted or second.quoted)
+                and second.start == first.end + 1
+                and first.lower + second.lower in self._joinable
+                and (not self._is_common(second.lower) or (joined and joined[-1].lower in _PREPOSITIONS))
+            ):
+                text = first.text + second.text
+                joined.append(Token(text, text.lower(), first.start, second.end, "word"))
+                index += 2
+                continue
+            joined.append(first)
+            index += 1
+        return tuple(joined)
 
     def _strict(self, normalized: str) -> Parse | None:
         """The strict parse, ignoring trailing "?!." and refusing log terms that are misspelt services."""
