@@ -92,8 +92,12 @@ def format_trace(trace: Trace, context: Context) -> str:
         f"{e.label} {e.text!r}" + (f"={e.value}" if str(e.value) != e.text else "") for e in trace.entities
     )
     lines.append(f"  entities    {entities or '-'}")
-    ranked = sorted(((v, k) for k, v in trace.scores.items() if v), reverse=True)[:6]
-    lines.append("  scores      " + ("  ".join(f"{k} {v:g}" for v, k in ranked) if ranked else "-"))
+    ranked = sorted(((v, k) for k, v in trace.scores.items() if v), reverse=True)[:4]
+    if not ranked:
+        lines.append("  scores      -")
+    for position, (total, intent) in enumerate(ranked):
+        why = ", ".join(f"{name} {weight:+g}" for name, weight in trace.reasons.get(intent, ()))
+        lines.append(f"{'  scores' if position == 0 else '':<14}{intent} {total:g} ({why})")
     if context.intent is not None or context.suggestion:
         before = f"{context.intent.value if context.intent else '-'} {dict(context.slots)}"
         if context.suggestion:

@@ -1,4 +1,4 @@
-"""Entity extraction: spaCy `blank("en")` with an EntityRuler built from the catalog.
+"""Entity extraction: spaCy `blank("en")` with Matcher/PhraseMatcher rules built from the catalog.
 
 No statistical model can be downloaded here, and none is needed: what the bot must find is a
 closed vocabulary (services, metric words, systems, levels …) plus a few shapes (durations, list
@@ -13,6 +13,7 @@ from typing import Any
 
 import spacy
 from spacy.language import Language
+from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
@@ -32,8 +33,10 @@ ORDINALS = {
     "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
     "ninth": 9, "9th": 9, "tenth": 10, "10th": 10, "top": 1,
 }  # fmt: skip
-_NUMBER = r"^\d+(\.\d+)?$"
-_LIST_NUMBER = r"^\d{1,3}$"
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+_LIST_NUMBER = re.compile(r"^\d{1,3}$")
+_REF = re.compile(r"^#\d{1,3}$")
+SHAPE_DURATION, SHAPE_SMALL_INT, SHAPE_NUMBER, SHAPE_REF = "__duration__", "__int__", "__number__", "__ref__"
 _REF_WORDS = ["alert", "alarm", "number", "num", "no", "nr", "item", "#", "page", "incident"]
 _SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
                                "across", "in", "our"})  # fmt: skip
@@ -77,53 +80,78 @@ class _Tokenizer:
 
 
 class EntityRules:
-    """The spaCy pipeline and the post-rules that give each entity its canonical value."""
+    """spaCy matchers built from the catalog, and the post-rules that give each entity its value.
+
+    A PhraseMatcher (on LOWER) finds the catalog's words and phrases, a Matcher the shapes
+    (durations, list numbers); overlaps resolve to the longest match, then the earliest, as an
+    EntityRuler would, without the pipeline overhead per text.
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.nlp: Language = spacy.blank("en")
         self.nlp.tokenizer = _Tokenizer(self.nlp.vocab)
-        ruler = self.nlp.add_pipe(
-            "entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False, "overwrite_ents": True}
-        )
-        ruler.add_patterns(list(patterns(catalog)))  # type: ignore[attr-defined]
+        self.phrases = PhraseMatcher(self.nlp.vocab, attr="LOWER")
+        self.shapes = Matcher(self.nlp.vocab, validate=False)
+        phrase_docs: dict[str, list[Doc]] = {}
+        for pattern in patterns(catalog):
+            key = f"{pattern['label']}|{pattern.get('id', '')}"
+            if isinstance(pattern["pattern"], str):
+                doc = self.nlp.make_doc(pattern["pattern"])
+                if len(doc):
+                    phrase_docs.setdefault(key, []).append(doc)
+            else:
+                self.shapes.add(key, [pattern["pattern"]])
+        for key, docs in phrase_docs.items():
+            self.phrases.add(key, docs)
         self._alert_names = {name.lower(): name for name in catalog.alert_names}
 
     def doc(self, words: Sequence[str]) -> Doc:
-        doc = Doc(self.nlp.vocab, words=list(words))
-        for _, component in self.nlp.pipeline:
-            doc = component(doc)
-        return doc
+        # Token shapes the patterns need (a compact duration, a number, a list number) go in LEMMA,
+        # so the Matcher compares one hash per token instead of running regexes.
+        return Doc(self.nlp.vocab, words=list(words), lemmas=[shape_of(w) for w in words])
+
+    def spans(self, words: Sequence[str]) -> list[tuple[str, str, int, int]]:
+        """(label, catalog value, start, end) of every match, overlaps resolved longest-first."""
+        doc = self.doc(words)
+        strings = self.nlp.vocab.strings
+        matches = {(strings[m], start, end) for m, start, end in self.shapes(doc)}
+        matches |= {(strings[m], start, end) for m, start, end in self.phrases(doc)}
+        taken: set[int] = set()
+        chosen: list[tuple[str, str, int, int]] = []
+        for key, start, end in sorted(matches, key=lambda m: (m[1] - m[2], m[1], m[0])):
+            if taken.isdisjoint(range(start, end)):
+                taken.update(range(start, end))
+                label, _, value = key.partition("|")
+                chosen.append((label, value, start, end))
+        return sorted(chosen, key=lambda span: span[2])
 
     def extract(self, tokens: Sequence[Token], words: Sequence[str]) -> list[Entity]:
         """Entities of a tokenised text; `words` are the tokens' corrected lowercase forms."""
         if not words:
             return []
-        doc = self.doc(words)
-        services = [ent.ent_id_ for ent in doc.ents if ent.label_ == "SERVICE"]
-        has_service = bool(services)
+        spans = self.spans(words)
+        services = [value for label, value, _, _ in spans if label == "SERVICE"]
+        service_ends = {end for label, _, _, end in spans if label == "SERVICE"}
         found: list[Entity] = []
-        for ent in doc.ents:
-            if any(tokens[i].quoted for i in range(ent.start, ent.end)):
+        for label, canonical, start, end in spans:
+            if any(tokens[i].quoted for i in range(start, end)):
                 continue
-            span_words = list(words[ent.start : ent.end])
-            value: str | int | None = ent.ent_id_ or ent.text
-            if ent.label_ == "SERVICE" and value == "search" and _is_search_verb(words, ent.start, ent.end, services):
+            span_words = list(words[start:end])
+            value: str | int | None = canonical or " ".join(span_words)
+            if label == "SERVICE" and value == "search" and _is_search_verb(words, start, end, services):
                 continue
-            if ent.label_ == "METRIC" and span_words == [span_words[0]] and span_words[0] in _UP_WORDS:
-                before = words[ent.start - 1] if ent.start else ""
-                service_before = any(e.label_ == "SERVICE" and e.end == ent.start for e in doc.ents)
-                if not has_service or not (service_before or before in _STATE_VERBS):
+            if label == "METRIC" and len(span_words) == 1 and span_words[0] in _UP_WORDS:
+                before = words[start - 1] if start else ""
+                if not services or not (start in service_ends or before in _STATE_VERBS):
                     continue  # "pull up cpu", "slow down": a phrasal verb, not "is it up?"
-            if ent.label_ == "DURATION":
+            if label == "DURATION":
                 value = phrase_seconds(span_words)
-            elif ent.label_ == "ALERTREF":
+            elif label == "ALERTREF":
                 value = _list_number(span_words)
             if value is None:
                 continue
-            found.append(
-                Entity(ent.label_, " ".join(t.text for t in tokens[ent.start : ent.end]), value, ent.start, ent.end)
-            )
+            found.append(Entity(label, " ".join(t.text for t in tokens[start:end]), value, start, end))
         found.extend(self._alert_names_in(tokens, {i for e in found for i in range(e.start, e.end)}))
         return sorted(found, key=lambda e: e.start)
 
@@ -144,12 +172,27 @@ def _is_search_verb(words: Sequence[str], start: int, end: int, services: Sequen
     return start == 0 and (following in _SEARCH_VERB_NEXT or any(s != "search" for s in services))
 
 
+MAX_ALERT_NAME = 128
+"""Longer words are not alert names (and would not fit an SMS reply anyway)."""
 _CAMEL = re.compile(r"^[A-Za-z][A-Za-z0-9]*[a-z0-9][A-Z][A-Za-z0-9]*$|^[A-Z]{2,}[a-z][A-Za-z0-9]*$")
 
 
 def looks_like_alert_name(text: str) -> bool:
     """Prometheus alert names are CamelCase: HighCPU, DiskFull, SSLCertExpiring, KubePodCrashLooping."""
-    return bool(_CAMEL.match(text)) and not COMPACT.match(text.lower())
+    return len(text) <= MAX_ALERT_NAME and bool(_CAMEL.match(text)) and not COMPACT.match(text.lower())
+
+
+def shape_of(word: str) -> str:
+    """The pattern class of a word: a compact duration, a small integer, a number, a list reference."""
+    if _LIST_NUMBER.match(word):
+        return SHAPE_SMALL_INT
+    if _NUMBER.match(word):
+        return SHAPE_NUMBER
+    if _REF.match(word):
+        return SHAPE_REF
+    if word[:1].isdigit() and COMPACT.match(word):
+        return SHAPE_DURATION
+    return word
 
 
 def _list_number(words: Sequence[str]) -> str | None:
@@ -213,12 +256,12 @@ def _variants(phrases: Iterable[str]) -> Iterable[str]:
 def _duration_patterns() -> Iterable[dict[str, Any]]:
     units = sorted(UNIT_SECONDS)
     numbers = sorted(NUMBER_WORDS)
-    number: dict[str, Any] = {"LOWER": {"REGEX": _NUMBER}}
+    number: dict[str, Any] = {"LEMMA": {"IN": [SHAPE_SMALL_INT, SHAPE_NUMBER]}}
     unit: dict[str, Any] = {"LOWER": {"IN": units}}
     half = [{"LOWER": "and"}, {"LOWER": "a"}, {"LOWER": "half"}]
     half_unit: dict[str, Any] = {"LOWER": {"IN": ["hour", "hr", "day", "minute"]}}
     shapes: list[list[dict[str, Any]]] = [
-        [{"LOWER": {"REGEX": COMPACT.pattern}}],
+        [{"LEMMA": SHAPE_DURATION}],
         [number, unit],
         [{"LOWER": {"IN": numbers}}, unit],
         [{"LOWER": {"IN": ["a", "an"]}}, {"LOWER": {"IN": ["couple", "few"]}}, {"LOWER": "of", "OP": "?"}, unit],
@@ -235,8 +278,8 @@ def _duration_patterns() -> Iterable[dict[str, Any]]:
 
 
 def _alert_ref_patterns() -> Iterable[dict[str, Any]]:
-    list_number: dict[str, Any] = {"LOWER": {"REGEX": _LIST_NUMBER}}
-    yield {"label": "ALERTREF", "pattern": [{"LOWER": {"REGEX": r"^#\d{1,3}$"}}]}
+    list_number: dict[str, Any] = {"LEMMA": SHAPE_SMALL_INT}
+    yield {"label": "ALERTREF", "pattern": [{"LEMMA": SHAPE_REF}]}
     yield {"label": "ALERTREF", "pattern": [{"LOWER": {"IN": _REF_WORDS}}, {"LOWER": ".", "OP": "?"}, list_number]}
     yield {
         "label": "ALERTREF",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -44,7 +45,8 @@ class Score:
     total: float
     explicit: bool
     """The text names this command outright ("logs", "mute", "sign me up"), not just its slots."""
-    hits: tuple[str, ...]
+    hits: tuple[tuple[str, float], ...]
+    """What added to the total, with its weight."""
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,37 @@ class Grammar:
         """The first word of a request after greetings and politeness ("pls can u restart" -> restart)."""
         return next((w for w in words if w not in self.lead_skip), None)
 
+    @cached_property
+    def _index(self) -> dict[str, list[tuple[tuple[str, ...], str, Phrase]]]:
+        """Every phrase (intent phrases and lexicon entries) by its first word, for one pass per text."""
+        index: dict[str, list[tuple[tuple[str, ...], str, Phrase]]] = {}
+        for rules in self.intents.values():
+            for phrase in rules.phrases:
+                words = tuple(phrase.split())
+                index.setdefault(words[0], []).append((words, rules.name, phrase))
+        for name, phrases in self.lexicon.items():
+            for phrase in phrases:
+                words = tuple(phrase.split())
+                index.setdefault(words[0], []).append((words, f"lexicon:{name}", phrase))
+        return index
+
+    def _phrases_in(self, words: Sequence[str]) -> dict[str, set[Phrase]]:
+        """Owner (intent name or "lexicon:CLASS") -> the phrases of it found in the text."""
+        found: dict[str, set[Phrase]] = {}
+        index = self._index
+        for start, word in enumerate(words):
+            for phrase_words, owner, phrase in index.get(word, ()):
+                size = len(phrase_words)
+                if size == 1 or tuple(words[start : start + size]) == phrase_words:
+                    found.setdefault(owner, set()).add(phrase)
+        return found
+
     def lexicon_features(self, words: Sequence[str]) -> set[str]:
         """The lexicon classes (HEALTHWORD, FOLLOWUP …) present in the text."""
-        haystack = _haystack(words)
-        return {name for name, phrases in self.lexicon.items() if any(_has(haystack, p) for p in phrases)}
+        return {owner.removeprefix("lexicon:") for owner in self._phrases_in(words) if owner.startswith("lexicon:")}
 
     def has(self, lexicon_class: str, words: Sequence[str]) -> bool:
-        haystack = _haystack(words)
-        return any(_has(haystack, p) for p in self.lexicon.get(lexicon_class, ()))
+        return f"lexicon:{lexicon_class}" in self._phrases_in(words)
 
     def only(self, classes: Collection[str], words: Sequence[str]) -> bool:
         """True when the text is nothing but phrases of the given lexicon classes ("yes please")."""
@@ -140,42 +165,62 @@ class Grammar:
                     changed = True
         return bool(words) and not remaining.strip()
 
+    @cached_property
+    def _word_index(self) -> dict[str, list[tuple[str, float, bool]]]:
+        """word -> (intent, weight, names the command) for every command word and weighted word."""
+        index: dict[str, list[tuple[str, float, bool]]] = {}
+        for rules in self.intents.values():
+            for word in rules.commands:
+                index.setdefault(word, []).append((rules.name, self.command_weight, True))
+            for word, weight in rules.words.items():
+                index.setdefault(word, []).append((rules.name, weight, weight >= self.command_weight - 0.5))
+        return index
+
+    @cached_property
+    def _features(self) -> dict[str, tuple[tuple[frozenset[str], str, float], ...]]:
+        return {
+            name: tuple((frozenset(f.split("+")), f, w) for f, w in rules.features.items())
+            for name, rules in self.intents.items()
+        }
+
     def score(self, words: Sequence[str], features: Collection[str]) -> list[Score]:
         """Every intent's score, best first (ties keep the YAML order)."""
-        haystack = _haystack(words)
-        content = [w for w in words if not self.has("POLITE", [w])]
+        found = self._phrases_in(words)
+        polite = found.get("lexicon:POLITE", set())
+        content = [w for w in words if f" {w} " not in polite]
         solo_word = content[0] if len(content) == 1 else None
         lead = words[0] if words else None
-        scores = []
-        for rules in self.intents.values():
-            total, explicit, hits = 0.0, False, []
-            for word in rules.commands & set(words):
-                total += self.command_weight
-                explicit = True
-                hits.append(word)
-            if lead is not None and lead in (rules.name, rules.name.rstrip("s")):
-                total += self.lead_weight
-                hits.append(f"lead:{self.lead_weight:g}")
-            for word in set(words):
-                weight = rules.words.get(word)
-                if weight is not None:
-                    total += weight
-                    explicit = explicit or weight >= self.command_weight - 0.5
-                    hits.append(f"{word}:{weight:g}")
-            for phrase, weight in rules.phrases.items():
-                if _has(haystack, phrase):
-                    total += weight
-                    explicit = explicit or weight >= self.command_weight - 0.5
-                    hits.append(f"'{phrase.strip()}':{weight:g}")
+        present = set(features)
+        totals = dict.fromkeys(self.intents, 0.0)
+        explicit = dict.fromkeys(self.intents, False)
+        hits: dict[str, list[tuple[str, float]]] = {name: [] for name in self.intents}
+        for word in set(words):
+            for intent, weight, names_it in self._word_index.get(word, ()):
+                totals[intent] += weight
+                explicit[intent] = explicit[intent] or names_it
+                hits[intent].append((word, weight))
+        for owner, phrases in found.items():
+            rules = self.intents.get(owner)
+            if rules is None:
+                continue
+            for phrase in phrases:
+                weight = rules.phrases[phrase]
+                totals[owner] += weight
+                explicit[owner] = explicit[owner] or weight >= self.command_weight - 0.5
+                hits[owner].append((f"'{phrase.strip()}'", weight))
+        for name, rules in self.intents.items():
+            if lead is not None and lead in (name, name.rstrip("s")):
+                totals[name] += self.lead_weight
+                hits[name].append(("lead", self.lead_weight))
             if solo_word is not None and solo_word in rules.solo:
-                total += self.solo_weight
-                explicit = True
-                hits.append(f"solo:{solo_word}")
-            for feature, weight in rules.features.items():
-                if all(part in features for part in feature.split("+")):
-                    total += weight
-                    hits.append(f"{feature}:{weight:g}")
-            scores.append(Score(rules.name, round(total, 3), explicit, tuple(hits)))
+                totals[name] += self.solo_weight
+                explicit[name] = True
+                hits[name].append((f"solo {solo_word}", self.solo_weight))
+            for parts, feature, weight in self._features[name]:
+                if parts <= present:
+                    totals[name] += weight
+                    hits[name].append((feature, weight))
+        scores = [Score(name, round(totals[name], 3), explicit[name], tuple(hits[name])) for name in self.intents]
         return sorted(scores, key=lambda s: -s.total)
 
 

@@ -88,7 +88,7 @@ class Parse:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """What the parser may remember of one user's conversation.
 
@@ -144,6 +144,9 @@ class Trace:
     corrections: tuple[Correction, ...]
     entities: tuple[Entity, ...]
     scores: Mapping[str, float]
+    """Every intent's score (pseudo-intents included); empty when strict syntax or a reply decided."""
+    reasons: Mapping[str, tuple[tuple[str, float], ...]]
+    """What made up each score: words, phrases and features with their weights."""
     context_used: tuple[str, ...]
     """Slot names (or "intent") taken from the user's context."""
     parse: Parse

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from intents.catalog import Catalog
 from intents.durations import NUMBER_WORDS, UNIT_SECONDS
@@ -83,13 +83,15 @@ class Parser:
         analysis = self.analyse(tokens)
         if answer is not None:
             return self._trace(
-                text, normalized, analysis, {}, answer, ("intent",) if answer.source is Source.CONTEXT else ()
+                text, normalized, analysis, answer, ("intent",) if answer.source is Source.CONTEXT else ()
             )
         if strict is not None:
-            return self._trace(text, normalized, analysis, {}, strict, ())
+            return self._trace(text, normalized, analysis, strict, ())
         if not plain:
-            return self._trace(text, normalized, analysis, {}, _unknown("help" if normalized else None), ())
-        return self._language(text, normalized, analysis, context)
+            return self._trace(text, normalized, analysis, _unknown("help" if normalized else None), ())
+        scores, features = self._score(analysis)
+        parse, used = self._decide(analysis, features, scores, context)
+        return self._trace(text, normalized, analysis, parse, used, scores)
 
     def _join_split_words(self, tokens: list[Token]) -> tuple[Token, ...]:
         """ "pay ment", "cpu on check out": dictation splits names in two; join them back.
@@ -177,7 +179,8 @@ class Parser:
                 return Parse(Intent.CONFIRM, {}, "confirm", 0.7, Source.NL)
         return None
 
-    def _language(self, text: str, normalized: str, analysis: Analysis, context: Context) -> Trace:
+    def _score(self, analysis: Analysis) -> tuple[list[Score], set[str]]:
+        """Every intent's score for the text, and the features it was scored on."""
         content = analysis.content
         features = analysis.labels() | self.grammar.lexicon_features(content)
         if any(t.quoted for t in analysis.tokens):
@@ -187,46 +190,45 @@ class Parser:
         lead = self.grammar.lead_word(content)
         if lead is not None and self.grammar.has("ACTION", [lead]):
             features.add("ACTIONLEAD")
-        scores = self.grammar.score(content, features)
+        return self.grammar.score(content, features), features
+
+    def _decide(
+        self, analysis: Analysis, features: set[str], scores: list[Score], context: Context
+    ) -> tuple[Parse, tuple[str, ...]]:
+        """The command for a free-form text: the best intent, unless it is weak, refused or ambiguous."""
         table = {s.intent: s.total for s in scores}
-        out_of_scope = table.get(OUT_OF_SCOPE, 0.0)
-        smalltalk = table.get(SMALLTALK, 0.0)
         real = [s for s in scores if s.intent not in PSEUDO_INTENTS]
         best, second = real[0], real[1]
+        out_of_scope = table.get(OUT_OF_SCOPE, 0.0)
         refused = out_of_scope > 0 and out_of_scope >= best.total
-        weak = refused or best.total < self.grammar.min_score
-
-        if weak and not refused and context.intent is not None:
-            followed = self._continue(analysis, features, context)
+        if not refused and best.total < self.grammar.min_score:
+            followed = self._continue(analysis, context) if context.intent is not None else None
             if followed is not None:
-                return self._trace(text, normalized, analysis, table, *followed)
-        if weak:
-            chat = refused or (smalltalk > 0 and smalltalk >= best.total)
-            suggestion = None if chat else self._suggest_from(best, analysis)
-            return self._trace(text, normalized, analysis, table, _unknown(suggestion, best, second), ())
+                return followed
+            smalltalk = table.get(SMALLTALK, 0.0)
+            chat = smalltalk > 0 and smalltalk >= best.total
+            return _unknown(None if chat else self._suggest_from(best, analysis), best, second), ()
+        if refused:
+            return _unknown(None, best, second), ()
 
         intent = self._stay_on_topic(Intent(best.intent), best, analysis, context)
         slots = fill(intent, analysis, self.catalog)
         if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
-            suggestion = self._suggestion(intent, slots)
-            return self._trace(text, normalized, analysis, table, _unknown(suggestion, best, second), ())
+            return _unknown(self._suggestion(intent, slots), best, second), ()
 
         used: tuple[str, ...] = ()
-        missing = [s for s in self.grammar.intents[intent.value].required if s not in slots]
+        required = self.grammar.intents[intent.value].required
+        missing = [s for s in required if s not in slots]
         if context.intent is not None and (
             not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)
         ):
             slots, used = merge(context, intent, slots)
         if intent in (Intent.ACK, Intent.SILENCE) and "alert" not in slots and len(context.alerts) == 1:
             slots["alert"], used = "1", (*used, "alert")  # the only alert the user was sent
-        missing = [s for s in self.grammar.intents[intent.value].required if s not in slots]
-        if missing:
-            return self._trace(
-                text, normalized, analysis, table, _unknown(self._suggestion(intent, slots), best, second), used
-            )
+        if any(s not in slots for s in required):
+            return _unknown(self._suggestion(intent, slots), best, second), used
         source = Source.CONTEXT if used else Source.NL
-        parse = self._command(intent, slots, _confidence(best, second), source)
-        return self._trace(text, normalized, analysis, table, parse, used)
+        return self._command(intent, slots, _confidence(best, second), source), used
 
     def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
         """After `graph memory …`, "what about disk?" is still a graph: a text that names no command and
@@ -238,9 +240,7 @@ class Parser:
             return context.intent
         return intent
 
-    def _continue(
-        self, analysis: Analysis, features: set[str], context: Context
-    ) -> tuple[Parse, tuple[str, ...]] | None:
+    def _continue(self, analysis: Analysis, context: Context) -> tuple[Parse, tuple[str, ...]] | None:
         """A text with no command of its own that continues the previous one, if it is one."""
         assert context.intent is not None
         content = analysis.content
@@ -286,9 +286,9 @@ class Parser:
         text: str,
         normalized: str,
         analysis: Analysis,
-        scores: Mapping[str, float],
         parse: Parse,
         used: tuple[str, ...],
+        scores: Sequence[Score] = (),
     ) -> Trace:
         return Trace(
             text=text,
@@ -296,7 +296,8 @@ class Parser:
             tokens=analysis.words,
             corrections=analysis.corrections,
             entities=analysis.entities,
-            scores=dict(scores),
+            scores={s.intent: s.total for s in scores},
+            reasons={s.intent: s.hits for s in scores if s.hits},
             context_used=used,
             parse=parse,
         )
