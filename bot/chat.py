@@ -36,8 +36,8 @@ async def chat(conversation: Conversation, settings: Settings, user: str, stdin:
         else:
             try:
                 reply = (await conversation.reply(user, text, role)).text
-            except Exception:  # the outermost loop: one bad text must not end the session
-                log.exception("reply failed")
+            except Exception as exc:  # the outermost loop: one bad text must not end the session
+                log.error("reply failed: %s", type(exc).__name__)  # no traceback: it may quote the text
                 reply = "Sorry, something went wrong on my side. Try again."
         print(reply, file=stdout)
         if not interactive:

@@ -104,7 +104,6 @@ class EntityRules:
                 self.shapes.add(key, [pattern["pattern"]])
         for key, docs in phrase_docs.items():
             self.phrases.add(key, docs)
-        self._alert_names = {name.lower(): name for name in catalog.alert_names}
 
     def doc(self, words: Sequence[str]) -> Doc:
         # Token shapes the patterns need (a compact duration, a number, a list number) go in LEMMA,
@@ -145,7 +144,9 @@ class EntityRules:
                 before = words[start - 1] if start else ""
                 if not services or not (start in service_ends or before in _STATE_VERBS):
                     continue  # "pull up cpu", "slow down": a phrasal verb, not "is it up?"
-            if label == "DURATION":
+            if label == "ALERTNAME":
+                value = "".join(t.text for t in tokens[start:end])
+            elif label == "DURATION":
                 value = phrase_seconds(span_words)
             elif label == "ALERTREF":
                 value = _list_number(span_words)
@@ -156,11 +157,9 @@ class EntityRules:
         return sorted(found, key=lambda e: e.start)
 
     def _alert_names_in(self, tokens: Sequence[Token], taken: set[int]) -> Iterable[Entity]:
-        """Alert names: CamelCase words (HighCPU, SSLCertExpiring) or known names in any case."""
+        """Alert names the catalog does not know: CamelCase words (HighCPU, SSLCertExpiring)."""
         for index, token in enumerate(tokens):
-            if index in taken or token.kind != "word":
-                continue
-            if looks_like_alert_name(token.text) or token.lower in self._alert_names:
+            if index not in taken and token.kind == "word" and looks_like_alert_name(token.text):
                 yield Entity("ALERTNAME", token.text, token.text, index, index + 1)
 
 
@@ -222,6 +221,8 @@ def patterns(catalog: Catalog) -> Iterable[dict[str, Any]]:
         for value, words in table.items():
             for phrase in _variants(words):
                 yield {"label": label, "pattern": phrase, "id": value}
+    for name in catalog.alert_names:
+        yield {"label": "ALERTNAME", "pattern": name.lower()}  # the value is the name as typed
     yield from _duration_patterns()
     yield from _alert_ref_patterns()
 
