@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from bot.build import LOCAL_USER, build_conversation, build_parser
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, catalog_settings, load_settings
+from intents import Parser
 
 config_option = click.option(
     "--config",
@@ -27,6 +28,25 @@ def _settings(config_file: Path | None) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
+def _parser(config_file: Path | None) -> Parser:
+    """The parser for the intent tools, which need only the catalog keys of the config.
+
+    A config the service would refuse (a secret in the file, an unknown role) still gives the
+    catalog the live bot would use once fixed, with a warning, so tuning is never blocked.
+    """
+    try:
+        return build_parser(load_settings(config_file))
+    except ConfigError as exc:
+        if config_file is None:
+            raise click.ClickException(str(exc)) from exc
+        try:
+            catalog_only = catalog_settings(config_file)
+        except ConfigError:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"warning: {exc}; using only its catalog keys", err=True)
+        return build_parser(catalog_only)
+
+
 @click.group()
 def main() -> None:
     """Operator: an SMS assistant for on-call engineers."""
@@ -40,7 +60,7 @@ def intents(ctx: click.Context, config_file: Path | None) -> None:
     if ctx.invoked_subcommand is None:
         from bot.intent_tools import repl
 
-        repl(build_parser(_settings(config_file)), sys.stdin, sys.stdout)
+        repl(_parser(config_file), sys.stdin, sys.stdout)
 
 
 @intents.command("parse")
@@ -50,7 +70,7 @@ def intents_parse(config_file: Path | None, jsonl: bool) -> None:
     """Parse JSON lines from stdin with per-user context; one output object per line on stdout."""
     from bot.intent_tools import ContextualParser, parse_jsonl
 
-    parser = ContextualParser(build_parser(_settings(config_file)))
+    parser = ContextualParser(_parser(config_file))
     for output in parse_jsonl(parser, sys.stdin):
         sys.stdout.write(json.dumps(output, ensure_ascii=False) + "\n")
         sys.stdout.flush()
@@ -70,7 +90,7 @@ def intents_test(files: tuple[str, ...], config_file: Path | None, min_joint: fl
     if missing or not paths:
         raise click.ClickException(f"no such case file: {', '.join(missing) or ' '.join(files)}")
     try:
-        report = run_case_files(build_parser(_settings(config_file)), paths)
+        report = run_case_files(_parser(config_file), paths)
     except (ValueError, KeyError) as exc:
         raise click.ClickException(f"bad case file: {exc}") from exc
     click.echo(report.render(show_failures=failures))

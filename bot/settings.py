@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -166,8 +166,28 @@ def load_settings(
     data.update(_MappingEnvSource(Settings, environ)())
     try:
         return Settings(**data)
-    except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {describe(exc)}") from exc
+
+
+def describe(error: ValidationError) -> str:
+    """Which keys are wrong and why, without echoing the values (they may be secrets or URLs)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors())
+
+
+CATALOG_KEYS = ("services", "metrics", "service_aliases", "alert_names", "monitors")
+"""The config keys the parser's vocabulary comes from."""
+
+
+def catalog_settings(config_file: str | Path) -> Settings:
+    """Settings from only the catalog keys of a config file (for the intent tools)."""
+    try:
+        data = yaml.safe_load(Path(config_file).read_text("utf-8")) or {}
+        return Settings(**{key: data[key] for key in CATALOG_KEYS if isinstance(data, dict) and key in data})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid catalog in {config_file}: {describe(exc)}") from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the catalog from {config_file}: {exc}") from exc
 
 
 def read_config(path: Path) -> dict[str, Any]:

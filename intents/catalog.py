@@ -142,9 +142,6 @@ class Catalog:
             services=services, metrics=metrics, service_aliases=aliases, systems=systems, alert_names=alert_names
         )
 
-    def is_metric_alias(self, word: str) -> bool:
-        return word in self.metrics
-
     @cached_property
     def single_words(self) -> Mapping[str, Mapping[str, str]]:
         """One-word names per slot kind -> canonical value, for the strict syntax ("errors" -> error)."""
@@ -177,11 +174,6 @@ _BACKEND_SYSTEM = {
     "kong": "gateway", "apigateway": "gateway", "host": "host",
 }  # fmt: skip
 """Backend sections of `monitors:` and the fixed health system each one answers for."""
-
-
-def system_for_backend(name: str) -> str | None:
-    """The fixed health system a configured backend belongs to ("loki" -> "logs")."""
-    return _BACKEND_SYSTEM.get(name)
 
 
 def _is_fixed_backend(name: str) -> bool:

@@ -109,13 +109,6 @@ class Grammar:
                 words.update(phrase.split())
         return words
 
-    def expand(self, words: Sequence[str]) -> list[str]:
-        """Words with texting shorthand spelt out ("r u up" -> "are you up")."""
-        expanded: list[str] = []
-        for word in words:
-            expanded.extend(self.shorthand.get(word, word).split())
-        return expanded
-
     def lead_word(self, words: Sequence[str]) -> str | None:
         """The first word of a request after greetings and politeness ("pls can u restart" -> restart)."""
         return next((w for w in words if w not in self.lead_skip), None)

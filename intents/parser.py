@@ -70,17 +70,24 @@ class Parser:
         )
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
-        return self.explain(text, context).parse
+        return self.explain(text, context, detail=False).parse
 
-    def explain(self, text: str, context: Context | None = None) -> Trace:
-        """The parse of `text` for a user whose conversation so far is `context`, with its trace."""
+    def explain(self, text: str, context: Context | None = None, detail: bool = True) -> Trace:
+        """The parse of `text` for a user whose conversation so far is `context`, with its trace.
+
+        Without `detail`, a strict command or a reply to a question skips entity extraction (the
+        trace then has no entities): the webhook's fast path.
+        """
         context = context or Context()
         normalized = normalize(text)
         tokens = self._join_split_words(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
         answer = self._answer(plain, context) if plain else None
         strict = None if answer else self._strict(normalized)
-        analysis = self.analyse(tokens)
+        if detail or not (answer or strict):
+            analysis = self.analyse(tokens)
+        else:
+            analysis = Analysis(tokens, tuple(t.lower for t in tokens), (), ())
         if answer is not None:
             return self._trace(
                 text, normalized, analysis, answer, ("intent",) if answer.source is Source.CONTEXT else ()

@@ -7,7 +7,7 @@ the text determines, so a follow-up can tell what is missing and take it from co
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from intents.catalog import Catalog
@@ -45,9 +45,6 @@ class Analysis:
 
     def first(self, label: str) -> Entity | None:
         return next((e for e in self.entities if e.label == label), None)
-
-    def values(self, label: str) -> list[str | int]:
-        return [e.value for e in self.entities if e.label == label]
 
     def labels(self) -> set[str]:
         return {e.label for e in self.entities}
@@ -251,7 +248,3 @@ _FILLERS: dict[Intent, Callable[[Analysis, Catalog], Slots]] = {
     Intent.HELP: _help,
     Intent.CONFIRM: _confirm,
 }
-
-
-def content_words(tokens: Sequence[Token]) -> list[str]:
-    return [t.lower for t in tokens if t.kind == "word"]

@@ -245,7 +245,7 @@ def _metric_command(rest: str, catalog: Catalog) -> Slots | None:
     if metric is None:
         leading = re.match(r"[A-Za-z_]+", expression)
         alias = catalog.lookup("metric", leading.group()) if leading else None
-        if alias is None or _balanced(expression):
+        if alias is None or balanced(expression):
             return None
         return {"metric": alias}  # unbalanced: keep the alias, drop the rest (contract)
     slots["metric"] = metric
@@ -256,7 +256,7 @@ def _metric(expression: str, catalog: Catalog) -> str | None:
     alias = catalog.lookup("metric", expression) if " " not in expression else None
     if alias is not None:
         return alias
-    if not _balanced(expression):
+    if not balanced(expression):
         return None
     if any(c in expression for c in "({[") or (_IDENTIFIER.match(expression) and any(c in expression for c in "_:")):
         return expression
@@ -279,10 +279,6 @@ def _keyed_common(keyed: dict[str, str], slots: Slots, catalog: Catalog) -> bool
 
 def balanced(expression: str) -> bool:
     """Quotes closed and brackets nested: the contract's test for taking a metric as raw PromQL."""
-    return _balanced(expression)
-
-
-def _balanced(expression: str) -> bool:
     stack: list[str] = []
     quote: str | None = None
     escaped = False

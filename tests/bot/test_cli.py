@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 
 
@@ -117,11 +115,23 @@ def test_chat_as_a_number_not_on_the_allowlist(tmp_path: Path) -> None:
     assert "not on the allowlist" in result.stdout
 
 
-@pytest.mark.parametrize("args", [["chat"], ["intents", "parse", "--jsonl"]])
-def test_a_bad_config_is_one_clear_line(tmp_path: Path, args: list[str]) -> None:
+def test_a_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     config = tmp_path / "operator.yaml"
     config.write_text("twilio_auth_token: s3cret\n", "utf-8")
-    result = operator(*args, "--config", str(config), stdin="status\n")
+    result = operator("chat", "--config", str(config), stdin="status\n")
     assert result.returncode != 0
     assert "set them in the environment" in result.stderr
     assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_intent_tools_still_read_the_catalog_of_a_config_the_service_refuses(tmp_path: Path) -> None:
+    config = tmp_path / "operator.yaml"
+    config.write_text("services: [billing]\ntwilio_auth_token: s3cret\nusers: {'+1': {role: admin}}\n", "utf-8")
+    stdin = json.dumps({"user": "+1", "text": "billing errors"}) + "\n"
+    result = operator("intents", "parse", "--config", str(config), "--jsonl", stdin=stdin)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["slots"]["service"] == "billing"
+    assert "warning:" in result.stderr and "s3cret" not in result.stderr
+    unreadable = tmp_path / "broken.yaml"
+    unreadable.write_text("services: [a\n", "utf-8")
+    assert operator("intents", "parse", "--config", str(unreadable), "--jsonl", stdin=stdin).returncode != 0

@@ -64,6 +64,15 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
         load_settings(write(tmp_path, text), environ={}, env_file=None)
 
 
+def test_errors_name_the_key_but_never_echo_values(tmp_path: Path) -> None:
+    path = write(tmp_path, 'users: {"+1555": {role: "hunter2-admin"}}\ncontext_ttl_s: "http://10.0.0.5/secret"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={}, env_file=None)
+    message = str(caught.value)
+    assert "users.+1555.role" in message and "context_ttl_s" in message
+    assert "hunter2" not in message and "10.0.0.5" not in message
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "nope.yaml", environ={}, env_file=None)
