@@ -50,14 +50,23 @@ DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
     "prometheus": ("prometheus", "prom", "prometheus server"),
     "alertmanager": ("alertmanager", "alert manager", "alertmgr", "alert-manager"),
     "datadog": ("datadog", "data dog", "dd"),
-    "logs": ("logs", "loki", "elasticsearch", "elastic", "es", "log backend", "logging", "log store",
-             "log pipeline", "kibana", "opensearch", "cloudwatch"),
-    "database": ("database", "databases", "db", "dbs", "postgres", "postgresql", "pg", "pgbouncer",
-                 "psql", "db server", "database server", "pooler"),
-    "gateway": ("gateway", "api gateway", "kong", "apigw", "api gw", "gw", "ingress"),
+    "logs": ("logs", "log backend", "logging", "log store", "log pipeline", "kibana"),
+    "database": ("database", "databases", "db", "dbs", "postgres", "postgresql", "pg", "psql", "db server",
+                 "database server", "pooler"),
+    "gateway": ("gateway", "api gateway", "apigw", "api gw", "gw", "ingress"),
     "host": ("host", "the host", "server", "box", "machine", "node", "localhost", "vm"),
 }  # fmt: skip
 """The fixed health systems of the contract and the names people use for them."""
+
+BACKEND_SYSTEMS: dict[str, tuple[str, ...]] = {
+    "loki": ("loki",),
+    "elasticsearch": ("elasticsearch", "elastic", "es", "opensearch"),
+    "cloudwatch": ("cloudwatch", "cloud watch"),
+    "pgbouncer": ("pgbouncer", "pg bouncer"),
+    "kong": ("kong",),
+}
+"""Monitor sections of the contract named outright ("health kong"): a monitor's configured name is a
+system of its own, whether or not it is configured; the health check knows which fixed system it serves."""
 
 LEVEL_WORDS: dict[str, tuple[str, ...]] = {
     "error": ("error", "errors", "err", "errs", "exception", "exceptions", "failure", "failures", "failed",
@@ -105,7 +114,7 @@ class Catalog:
     metrics: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_METRIC_WORDS))
     """Metric alias -> the words and phrases that mean it (the alias itself included)."""
     service_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SERVICE_ALIASES))
-    systems: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SYSTEMS))
+    systems: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {**DEFAULT_SYSTEMS, **BACKEND_SYSTEMS})
     """Health system -> its names; custom monitors add their configured name."""
     alert_names: tuple[str, ...] = DEFAULT_ALERT_NAMES
 
@@ -132,7 +141,7 @@ class Catalog:
         for svc, names in (config.get("service_aliases") or {}).items():
             if str(svc).lower() in services:
                 aliases[str(svc).lower()] = _unique(str(n).lower() for n in names)
-        systems = dict(DEFAULT_SYSTEMS)
+        systems = {**DEFAULT_SYSTEMS, **BACKEND_SYSTEMS}
         for name in config.get("monitors") or {}:
             name = str(name).strip().lower()
             if name not in systems and not _is_fixed_backend(name):

@@ -24,6 +24,10 @@ _REPEATS = re.compile(r"(.)\1{2,}")
 _CORRECTABLE = re.compile(r"^[a-z]+$")
 
 
+def _swaps(word: str) -> set[str]:
+    return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+
+
 def english_words(min_count: int = 100) -> IsCommonWord:
     """A predicate for ordinary English words, from pyspellchecker's frequency list.
 
@@ -40,9 +44,9 @@ def max_distance(length: int) -> int:
     """Edits allowed for a word of this length (transpositions count as one)."""
     if length < MIN_LENGTH:
         return 0
-    if length <= 7:
+    if length <= 6:
         return 1
-    if length <= 11:
+    if length <= 10:
         return 2
     return 3
 
@@ -56,6 +60,24 @@ class Corrector:
         self._is_common = is_common
         self._preferred = frozenset(preferred)
 
+    def _plausible(self, word: str, candidate: str, distance: float) -> bool:
+        """One edit is a typo; two or more must still look alike ("lantecy" -> latency, not "sigterm"
+        -> sister or "logins" -> logs)."""
+        if distance <= 1:
+            return distance <= max_distance(len(word)) or candidate in self._preferred
+        if candidate[0] != word[0] or abs(len(candidate) - len(word)) > 1:
+            return False
+        ratio = fuzz.ratio(word, candidate)
+        within = distance <= max_distance(len(word))
+        return (within and ratio >= 85) or (candidate in self._preferred and ratio >= 75)
+
+    def _transposed(self, word: str) -> Correction | None:
+        """A three-letter word with two letters swapped ("akc" -> ack, "wbe" -> web); nothing else is safe."""
+        if len(word) != 3:
+            return None
+        found = sorted(candidate for candidate in _swaps(word) if candidate in self._known)
+        return Correction(word, found[0], 1) if len(found) == 1 else None
+
     @property
     def vocabulary(self) -> frozenset[str]:
         return self._known
@@ -67,18 +89,20 @@ class Corrector:
         for collapsed in (_REPEATS.sub(r"\1", word), _REPEATS.sub(r"\1\1", word)):
             if collapsed != word and collapsed in self._known:
                 return Correction(word, collapsed, 1)
-        if len(word) < MIN_LENGTH or self._is_common(word):
+        if self._is_common(word):
             return None
-        limit = max_distance(len(word))
-        candidates = process.extract(word, self._vocabulary, scorer=OSA.distance, score_cutoff=limit, limit=6)
-        if not candidates:
+        if len(word) < MIN_LENGTH:
+            return self._transposed(word)
+        # A command name may be one edit further off ("getway" -> gateway): they are few and distinct.
+        limit = max_distance(len(word)) + (1 if len(word) >= 5 else 0)
+        candidates = process.extract(word, self._vocabulary, scorer=OSA.distance, score_cutoff=limit, limit=8)
+        plausible = [
+            (choice, int(distance)) for choice, distance, _ in candidates if self._plausible(word, choice, distance)
+        ]
+        if not plausible:
             return None
-        best = min(distance for _, distance, _ in candidates)
-        closest = [choice for choice, distance, _ in candidates if distance == best]
-        if best > 1:
-            closest = [c for c in closest if c[0] == word[0]]
-        if not closest:
-            return None
+        best = min(distance for _, distance in plausible)
+        closest = [choice for choice, distance in plausible if distance == best]
         # Several words equally close: prefer the first letter kept, then a command name ("staus" ->
         # status, not stats), then a transposition (same length), then the most similar.
         closest.sort(

@@ -82,7 +82,7 @@ class Parser:
         normalized = normalize(text)
         tokens = self._join_split_words(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
-        answer = self._answer(plain, context) if plain else None
+        answer = self._answer([self._spelled(w) for w in plain], context) if plain else None
         strict = None if answer else self._strict(normalized)
         if detail or not (answer or strict):
             analysis = self.analyse(tokens)
@@ -156,6 +156,10 @@ class Parser:
             words.append(word)
         entities = self.entities.extract(tokens, words)
         return Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
+
+    def _spelled(self, word: str) -> str:
+        correction = self._correct(word) if not _CODE.match(word) else None
+        return correction.corrected if correction is not None and " " not in correction.corrected else word
 
     def _correct(self, word: str) -> Correction | None:
         """Texting shorthand spelt out ("u" -> you), else a typo corrected, else None."""

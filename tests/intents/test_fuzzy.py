@@ -29,7 +29,20 @@ def test_real_and_short_words_stay(parser: Parser, word: str) -> None:
 
 
 def test_distance_grows_with_length() -> None:
-    assert [max_distance(n) for n in (2, 3, 4, 7, 8, 11, 12)] == [0, 0, 1, 1, 2, 2, 3]
+    assert [max_distance(n) for n in (2, 3, 4, 6, 7, 10, 11)] == [0, 0, 1, 1, 2, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("typo", "word"), [("akc", "ack"), ("wbe", "web"), ("lantecy", "latency"), ("getway", "gateway"), ("yse", "yes")]
+)
+def test_swaps_and_near_command_names(parser: Parser, typo: str, word: str) -> None:
+    correction = parser.corrector.correct(typo)
+    assert correction is not None and correction.corrected == word
+
+
+@pytest.mark.parametrize("word", ["sigterm", "logins", "cup", "ram1", "abc"])
+def test_far_lookalikes_stay(parser: Parser, word: str) -> None:
+    assert parser.corrector.correct(word) is None
 
 
 def test_common_word_guard_is_injectable() -> None:

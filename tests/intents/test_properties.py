@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from intents import Catalog, Intent, Parser, Source
-from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, DEFAULT_SYSTEMS, LEVEL_WORDS
+from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS
 from intents.strict import HELP_TOPICS, parse_strict
 
 SLOTS = {
@@ -57,7 +57,7 @@ def check_contract(output: dict[str, Any], catalog: Catalog) -> None:
     if "level" in slots:
         assert slots["level"] in LEVEL_WORDS
     if intent == "health" and "system" in slots:
-        assert slots["system"] in DEFAULT_SYSTEMS
+        assert slots["system"] in catalog.systems
     if intent == "db" and "metric" in slots:
         assert slots["metric"] in DB_METRIC_WORDS
     if intent in ("metrics", "graph"):
