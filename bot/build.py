@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from bot.commands import default_registry
 from bot.commands.registry import Role
 from bot.context import InMemoryContextStore
-from bot.conversation import Conversation
 from bot.settings import Settings
 from intents import Parser
 
@@ -19,15 +17,6 @@ def build_parser(settings: Settings) -> Parser:
 
 def build_store(settings: Settings) -> InMemoryContextStore:
     return InMemoryContextStore(ttl_s=settings.context_ttl_s, max_users=settings.context_max_users)
-
-
-def build_conversation(settings: Settings, parser: Parser | None = None) -> Conversation:
-    return Conversation(
-        parser or build_parser(settings),
-        build_store(settings),
-        default_registry(),
-        {"settings": settings, "monitors": {}},
-    )
 
 
 def role_of(settings: Settings, user: str) -> Role | None:

@@ -13,6 +13,7 @@ from typing import IO
 
 from bot.build import role_of
 from bot.conversation import Conversation
+from bot.runtime import open_runtime
 from bot.settings import Settings
 
 SEPARATOR = "---"
@@ -45,5 +46,11 @@ async def chat(conversation: Conversation, settings: Settings, user: str, stdin:
         stdout.flush()
 
 
-def run_chat(conversation: Conversation, settings: Settings, user: str) -> None:
-    asyncio.run(chat(conversation, settings, user, sys.stdin, sys.stdout))
+async def _session(settings: Settings, user: str) -> None:
+    async with open_runtime(settings) as runtime:
+        await chat(runtime.conversation, settings, user, sys.stdin, sys.stdout)
+
+
+def run_chat(settings: Settings, user: str) -> None:
+    """One event loop and one set of shared resources for the whole terminal session."""
+    asyncio.run(_session(settings, user))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bot.build import LOCAL_USER, build_conversation, build_parser
+from bot.build import LOCAL_USER, build_parser
 from bot.settings import ConfigError, Settings, catalog_settings, load_settings
 from intents import Parser
 
@@ -107,7 +107,10 @@ def chat(config_file: Path | None, user: str | None) -> None:
 
     settings = _settings(config_file)
     number = user or (next(iter(settings.users)) if settings.users else LOCAL_USER)
-    run_chat(build_conversation(settings), settings, number)
+    try:
+        run_chat(settings, number)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":  # pragma: no cover

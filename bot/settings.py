@@ -41,7 +41,8 @@ DEFAULT_METRICS: dict[str, str] = {
 
 SECRET_KEYS = frozenset(
     {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
-     "operator_webhook_token"}
+     "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
+     "aws_secret_access_key"}
 )  # fmt: skip
 
 
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
     """How long a conversation's context lives after the user's last text (15 minutes)."""
     context_max_users: int = Field(10_000, ge=1)
     """Contexts kept in memory at most; the least recently active are dropped first."""
+    status_deadline_s: float = Field(8.0, gt=0, le=14)
+    """`status` answers by then with whatever backends have answered (Twilio waits 15 s)."""
+    health_cache_ttl_s: float = Field(10.0, ge=0)
+    """How long a backend's health answer is reused (and shown with its age)."""
 
     twilio_account_sid: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"))
     twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"))
@@ -96,6 +101,7 @@ class Settings(BaseSettings):
     datadog_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_API_KEY"))
     datadog_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_APP_KEY"))
     webhook_token: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_WEBHOOK_TOKEN"))
+    pgbouncer_password: SecretStr | None = Field(None, validation_alias=AliasChoices("PGBOUNCER_PASSWORD"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
 
@@ -120,6 +126,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)  # load_settings() gathers file, .env and environment itself
+
+    def metric_templates(self) -> dict[str, str]:
+        """Metric alias -> PromQL template, whichever form the config used."""
+        return {alias: spec.query if isinstance(spec, MetricSpec) else spec for alias, spec in self.metrics.items()}
+
+    def secrets(self) -> dict[str, str]:
+        """The secrets that are set, by setting name, for the adapters that need them."""
+        values = {
+            "datadog_api_key": self.datadog_api_key,
+            "datadog_app_key": self.datadog_app_key,
+            "pgbouncer_password": self.pgbouncer_password,
+        }
+        return {name: value.get_secret_value() for name, value in values.items() if value is not None}
 
     def catalog(self) -> Catalog:
         """The parser's vocabulary for this configuration."""
@@ -190,6 +209,18 @@ def catalog_settings(config_file: str | Path) -> Settings:
         raise ConfigError(f"cannot read the catalog from {config_file}: {exc}") from exc
 
 
+def _secret_keys(data: Any, prefix: str = "") -> set[str]:
+    """Secret-looking keys anywhere in the file (a monitor's `api_key` too), as dotted paths."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            if str(key).lower() in SECRET_KEYS:
+                found.add(path)
+            found |= _secret_keys(value, f"{path}.")
+    return found
+
+
 def read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text("utf-8")) or {}
@@ -197,7 +228,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys")
-    secrets = sorted(SECRET_KEYS & {str(k).lower() for k in data})
+    secrets = sorted(_secret_keys(data))
     if secrets:
         raise ConfigError(f"config file {path} holds secrets ({', '.join(secrets)}); set them in the environment")
     return data

@@ -15,3 +15,9 @@ def catalog() -> Catalog:
 @pytest.fixture(scope="session")
 def parser(catalog: Catalog) -> Parser:
     return Parser(catalog)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (`@pytest.mark.anyio`) run on asyncio, like the bot."""
+    return "asyncio"

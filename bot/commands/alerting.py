@@ -1,4 +1,4 @@
-"""Alert commands: alerts, silence, ack, confirm, undo, subscribe, unsubscribe.
+"""Alert actions: silence, ack, confirm, undo, subscribe, unsubscribe (listing is in `monitoring`).
 
 Writes (silence, ack, undo) need the operator role; the registry enforces it before the handler
 runs. Until Alertmanager and delivery are wired in they answer honestly that nothing can be done.
@@ -11,12 +11,6 @@ from bot.commands.registry import Answer, Request, command
 
 def _no_alertmanager(request: Request) -> Answer:
     return Answer(f"Understood: {request.parse.command}. No alertmanager is connected yet.")
-
-
-@command("alerts", usage="alerts [firing|silenced|all]")
-async def alerts(request: Request) -> Answer:
-    """Open alerts, numbered so you can reply "ack 2" or "silence 2 1h"."""
-    return _no_alertmanager(request)
 
 
 @command("silence", role="operator", usage="silence <alert|number> <duration>")

@@ -1,67 +1,178 @@
 """Read-only monitoring commands: status, health, metrics, logs, db, gateway, graph.
 
-Until the monitor adapters land these say plainly which backend would answer and that none is
-configured, echoing the command understood so the user can check the parse.
+Each asks the preferred configured monitor for its kind of question and replies with that
+monitor's own short formatting; any backend failure becomes one line via `describe`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.commands.registry import Answer, Request, command
+from bot.settings import Settings
+from intents.models import seconds_of, terms_of
+from monitors.base import (
+    AlertList,
+    AlertQuery,
+    DbQuery,
+    GatewayQuery,
+    Kind,
+    LogQuery,
+    MetricQuery,
+    Monitor,
+    Query,
+)
+from monitors.errors import BackendError, NotConfigured, describe
+from monitors.formatting import duration
+from monitors.registry import MonitorRegistry
+from monitors.resilience import Checked, HealthCache, fan_out
 
-BACKENDS = {
-    "status": "monitor",
-    "health": "monitor",
-    "metrics": "metrics backend (prometheus, datadog or host)",
-    "graph": "metrics backend (prometheus or datadog)",
-    "logs": "logs backend (loki, elasticsearch, datadog or cloudwatch)",
-    "db": "database monitor (pgbouncer)",
-    "gateway": "gateway monitor (kong or apigateway)",
+DEFAULT_LOG_RANGE_S = 3600
+DEFAULT_GRAPH_RANGE_S = 3600
+HINTS = {
+    Kind.METRICS: "Add prometheus, datadog or host under monitors: in the config.",
+    Kind.LOGS: "Add loki, elasticsearch, datadog or cloudwatch under monitors:.",
+    Kind.DB: "Add pgbouncer under monitors:.",
+    Kind.GATEWAY: "Add kong or apigateway under monitors:.",
+    Kind.ALERTS: "Add alertmanager under monitors:.",
 }
+WHAT = {Kind.METRICS: "metrics backend", Kind.LOGS: "logs backend", Kind.DB: "database monitor",
+        Kind.GATEWAY: "gateway monitor", Kind.ALERTS: "alerting backend"}  # fmt: skip
 
 
-def not_configured(request: Request) -> Answer:
-    """The honest answer while no adapter can serve the command."""
-    backend = BACKENDS[request.parse.intent.value]
-    return Answer(f"Understood: {request.parse.command}. No {backend} is connected yet.")
+def _monitors(request: Request) -> MonitorRegistry:
+    registry: MonitorRegistry = request.resources["monitors"]
+    return registry
+
+
+async def ask(request: Request, kind: Kind, query: Query) -> tuple[Monitor | None, object, str]:
+    """(monitor, result or None, reply text) from the preferred monitor of `kind`."""
+    candidates = _monitors(request).for_kind(kind)
+    if not candidates:
+        return None, None, describe(NotConfigured(WHAT[kind], HINTS[kind]))
+    monitor = candidates[0]
+    try:
+        result = await monitor.query(query)
+    except BackendError as exc:
+        return monitor, None, describe(exc)
+    return monitor, result, monitor.format(result)
+
+
+def _health_line(checked: Checked) -> str:
+    age = f" ({duration(checked.age_s)} ago)" if checked.age_s >= 1 else ""
+    if checked.error is not None:
+        return describe(checked.error, checked.monitor.display) + age
+    assert checked.health is not None
+    state = "ok" if checked.health.ok else "NOT OK"
+    detail = f", {checked.health.detail}" if checked.health.detail else ""
+    return f"{checked.monitor.display}: {state}{detail}{age}"
+
+
+async def _check(request: Request, monitors: list[Monitor]) -> list[Checked]:
+    settings: Settings = request.resources["settings"]
+    cache: HealthCache = request.resources["health_cache"]
+    return await fan_out(monitors, cache, settings.status_deadline_s)
 
 
 @command("status", usage="status")
 async def status(request: Request) -> Answer:
-    """One line per backend: is everything up, and what is firing."""
-    return not_configured(request)
+    """One line per backend (is it up?), then what is firing."""
+    monitors = list(_monitors(request))
+    if not monitors:
+        return Answer("No monitors are configured. Add some under monitors: in the config.")
+    checked = await _check(request, monitors)
+    bad = [c for c in checked if c.error is not None or (c.health is not None and not c.health.ok)]
+    head = f"{len(checked) - len(bad)}/{len(checked)} backends ok."
+    lines = [head, *(_health_line(c) for c in checked)]
+    alerting = _monitors(request).for_kind(Kind.ALERTS)
+    if alerting:
+        _, result, text = await ask(request, Kind.ALERTS, AlertQuery("firing"))
+        lines.append(text if not isinstance(result, AlertList) else _alerts_summary(result))
+    return Answer("\n".join(lines))
+
+
+def _alerts_summary(result: AlertList) -> str:
+    if not result.alerts:
+        return "No alerts firing."
+    names = ", ".join(dict.fromkeys(a.name for a in result.alerts))
+    return f"{len(result.alerts)} firing: {names}"
 
 
 @command("health", usage="health [system]")
 async def health(request: Request) -> Answer:
     """Checks a backend is reachable: prometheus, alertmanager, datadog, logs, database, gateway, host."""
-    return not_configured(request)
+    system = request.parse.slots.get("system")
+    monitors = _monitors(request).for_system(str(system)) if system else list(_monitors(request))
+    if not monitors:
+        what = f"{system} monitor" if system else "monitor"
+        return Answer(describe(NotConfigured(what, "Add it under monitors: in the config.")))
+    return Answer("\n".join(_health_line(c) for c in await _check(request, monitors)))
+
+
+def _metric_query(request: Request, default_range: int | None = None) -> MetricQuery:
+    slots = request.parse.slots
+    settings: Settings = request.resources["settings"]
+    metric = str(slots["metric"])
+    service = slots.get("service")
+    return MetricQuery(
+        metric=metric,
+        service=str(service) if service else None,
+        range_s=seconds_of(slots, "range_s") or default_range,
+        raw=metric not in settings.metrics,
+    )
 
 
 @command("metrics", usage="metrics <metric> [service] [range]")
 async def metrics(request: Request) -> Answer:
     """A metric now, or over a range: "metrics cpu service=checkout range=1h", "latency on auth 6h"."""
-    return not_configured(request)
-
-
-@command("logs", usage="logs [words] [service] [level] [range]")
-async def logs(request: Request) -> Answer:
-    """Newest matching log lines: "logs timeout service=payment level=error range=30m"."""
-    return not_configured(request)
-
-
-@command("db", usage="db [connections|pools|stats|clients]")
-async def db(request: Request) -> Answer:
-    """Database pool figures from pgBouncer: active, idle and waiting connections, queries per second."""
-    return not_configured(request)
-
-
-@command("gateway", usage="gateway [status|route]")
-async def gateway(request: Request) -> Answer:
-    """API gateway status, or one route's numbers: "gateway status", "gateway checkout"."""
-    return not_configured(request)
+    _, _, text = await ask(request, Kind.METRICS, _metric_query(request))
+    return Answer(text)
 
 
 @command("graph", usage="graph <metric> [service] [range]")
 async def graph(request: Request) -> Answer:
     """A chart of a metric over time: "graph latency service=payment range=6h"."""
-    return not_configured(request)
+    _, _, text = await ask(request, Kind.METRICS, _metric_query(request, DEFAULT_GRAPH_RANGE_S))
+    return Answer(f"{text}\n(charts by MMS are not set up; these are the numbers)")
+
+
+@command("logs", usage="logs [words] [service] [level] [range]")
+async def logs(request: Request) -> Answer:
+    """Newest matching log lines: "logs timeout service=payment level=error range=30m"."""
+    slots = request.parse.slots
+    service, level = slots.get("service"), slots.get("level")
+    query = LogQuery(
+        terms=terms_of(slots),
+        service=str(service) if service else None,
+        level=str(level) if level else None,
+        range_s=seconds_of(slots, "range_s") or DEFAULT_LOG_RANGE_S,
+    )
+    _, _, text = await ask(request, Kind.LOGS, query)
+    return Answer(text)
+
+
+@command("db", usage="db [connections|pools|stats|clients]")
+async def db(request: Request) -> Answer:
+    """Database pool figures from pgBouncer: active, idle and waiting connections, queries per second."""
+    metric = request.parse.slots.get("metric")
+    _, _, text = await ask(request, Kind.DB, DbQuery(str(metric) if metric else None))
+    return Answer(text)
+
+
+@command("gateway", usage="gateway [status|route]")
+async def gateway(request: Request) -> Answer:
+    """API gateway status, or one route's numbers: "gateway status", "gateway checkout"."""
+    endpoint = request.parse.slots.get("endpoint")
+    _, _, text = await ask(request, Kind.GATEWAY, GatewayQuery(str(endpoint) if endpoint else None))
+    return Answer(text)
+
+
+@command("alerts", usage="alerts [firing|silenced|all]")
+async def alerts(request: Request) -> Answer:
+    """Open alerts, numbered so you can reply "ack 2" or "silence 2 1h"."""
+    state = request.parse.slots.get("state")
+    _, result, text = await ask(request, Kind.ALERTS, AlertQuery(str(state) if state else None))
+    if isinstance(result, AlertList) and result.alerts:
+        numbered = tuple(a.fingerprint or a.name for a in result.alerts)
+        return Answer(text, replace(request.context, alerts=numbered))
+    return Answer(text)

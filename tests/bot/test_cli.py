@@ -98,14 +98,16 @@ def test_repl_shows_every_stage_and_its_commands() -> None:
     assert "context cleared" in out
 
 
-def test_chat_from_a_pipe() -> None:
-    result = operator("chat", stdin="status\nany payment errors?\nwhat about checkout?\n\n")
+def test_chat_from_a_pipe_on_embedded_defaults() -> None:
+    result = operator("chat", stdin="status\ncpu on checkout\nwhat about memory?\n\nany payment errors?\n")
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.split("---\n")
-    assert len(blocks) == 5 and blocks[-1] == ""
-    assert "status" in blocks[0]
-    assert "logs service=checkout level=error" in blocks[2]
+    assert len(blocks) == 6 and blocks[-1] == ""
+    assert blocks[0].startswith("1/1 backends ok.\nHost: ok, cpu ")  # the local host is the default monitor
+    assert blocks[1].startswith("this host cpu: ") and "no per-service data for checkout" in blocks[1]
+    assert blocks[2].startswith("this host memory: ")  # a follow-up through the same path
     assert blocks[3].startswith("Sorry")  # an empty text still gets a short answer
+    assert blocks[4].startswith("No logs backend is configured")
 
 
 def test_chat_as_a_number_not_on_the_allowlist(tmp_path: Path) -> None:

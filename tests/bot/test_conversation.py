@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
-from bot.build import LOCAL_USER, build_conversation, role_of
+from bot.build import LOCAL_USER, build_store, role_of
 from bot.commands import default_registry
 from bot.commands.registry import Answer, CommandRegistry, CommandSpec, DuplicateCommand, Request
-from bot.conversation import Conversation
+from bot.conversation import Conversation, Reply
+from bot.runtime import open_runtime
 from bot.settings import Settings, load_settings
 from intents import Intent, Parser
 
@@ -19,50 +20,72 @@ def settings() -> Settings:
     return load_settings(environ={}, env_file=None)
 
 
+class Talker:
+    """Texts one conversation path, each call in its own event loop with its own runtime."""
+
+    def __init__(self, settings: Settings, parser: Parser) -> None:
+        self.settings = settings
+        self.parser = parser
+        self.store = build_store(settings)
+
+    def __call__(self, user: str, *texts: str, role: str = "operator") -> list[Reply]:
+        async def talk() -> list[Reply]:
+            async with open_runtime(self.settings, self.parser) as runtime:
+                conversation = Conversation(self.parser, self.store, runtime.conversation.commands,
+                                            runtime.conversation.resources)  # fmt: skip
+                return [await conversation.reply(user, text, role) for text in texts]  # type: ignore[arg-type]
+
+        return asyncio.run(talk())
+
+
 @pytest.fixture
-def conversation(settings: Settings, parser: Parser) -> Conversation:
-    return build_conversation(settings, parser)
+def conversation(settings: Settings, parser: Parser) -> Talker:
+    return Talker(settings, parser)
 
 
-def run(conversation: Conversation, user: str, *texts: str, role: str = "operator") -> list[str]:
-    async def talk() -> list[str]:
-        return [(await conversation.reply(user, text, role)).text for text in texts]  # type: ignore[arg-type]
-
-    return asyncio.run(talk())
+def run(talker: Talker, user: str, *texts: str, role: str = "operator") -> list[str]:
+    return [reply.text for reply in talker(user, *texts, role=role)]
 
 
-def test_follow_up_through_the_whole_path(conversation: Conversation) -> None:
-    replies = run(conversation, "+1", "any payment errors?", "what about checkout?")
-    assert "logs service=payment level=error" in replies[0]
-    assert "logs service=checkout level=error" in replies[1]
+def commands(talker: Talker, user: str, *texts: str) -> list[str]:
+    return [reply.parse.command for reply in talker(user, *texts)]
 
 
-def test_users_do_not_share_context(conversation: Conversation) -> None:
+def test_follow_up_through_the_whole_path(conversation: Talker) -> None:
+    assert commands(conversation, "+1", "any payment errors?", "what about checkout?") == [
+        "logs service=payment level=error",
+        "logs service=checkout level=error",
+    ]
+    assert run(conversation, "+1", "and the last 2 hours")[0].startswith("No logs backend is configured")
+
+
+def test_users_do_not_share_context(conversation: Talker) -> None:
     run(conversation, "+1", "cpu on checkout")
     assert "Did you mean" in run(conversation, "+2", "what about auth?")[0]
 
 
-def test_suggestion_then_yes(conversation: Conversation) -> None:
-    first, second = run(conversation, "+1", "checkout?", "Y")
-    assert first.startswith("Did you mean: ") and first.endswith("? Reply Y")
-    suggested = first.removeprefix("Did you mean: ").removesuffix("? Reply Y")
-    assert suggested in second
+def test_suggestion_then_yes(conversation: Talker) -> None:
+    first, second = conversation("+1", "checkout?", "Y")
+    assert first.text.startswith("Did you mean: ") and first.text.endswith("? Reply Y")
+    suggested = first.text.removeprefix("Did you mean: ").removesuffix("? Reply Y")
+    assert second.parse.command == suggested
+    assert second.text.startswith("this host cpu:")  # the suggestion ran against the host monitor
 
 
-def test_viewers_cannot_write(conversation: Conversation) -> None:
+def test_viewers_cannot_write(conversation: Talker) -> None:
     reply = run(conversation, "+1", "silence HighCPU 1h", role="viewer")[0]
     assert reply.startswith("Only operators can silence")
     assert "Only operators" not in run(conversation, "+1", "silence HighCPU 1h", role="operator")[0]
 
 
-def test_reset_and_help(conversation: Conversation) -> None:
+def test_reset_and_help(conversation: Talker) -> None:
     assert run(conversation, "+1", "reset")[0] == "OK, starting fresh."
     help_text = run(conversation, "+1", "help")[0]
     assert "status" in help_text and len(help_text) <= 306  # two SMS segments
     assert run(conversation, "+1", "help silence")[0].startswith("silence <alert|number> <duration>")
 
 
-def test_unknown_without_suggestion(conversation: Conversation) -> None:
+def test_unknown_without_suggestion(conversation: Talker) -> None:
     assert run(conversation, "+1", "restart auth")[0].startswith("Sorry, I didn't get that")
 
 
@@ -79,7 +102,7 @@ def test_one_users_texts_are_handled_in_order(settings: Settings, parser: Parser
     for spec in default_registry():
         handler = slow_status if spec.intent in (Intent.STATUS, Intent.HELP) else spec.handler
         registry.register(CommandSpec(spec.intent, handler, spec.role, spec.usage))
-    conversation = Conversation(parser, build_conversation(settings, parser).store, registry)
+    conversation = Conversation(parser, build_store(settings), registry)
 
     async def both() -> None:
         await asyncio.gather(conversation.reply("+1", "status"), conversation.reply("+1", "help"))

@@ -1,0 +1,58 @@
+"""The process-wide resources of a running bot, opened once and closed once.
+
+One `httpx.AsyncClient` for every backend, the monitors built on it, the health cache and the
+conversation path. `operator chat` and (later) the web app's lifespan both use `open_runtime`,
+so nothing is created at import and nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from bot.build import build_parser, build_store
+from bot.commands import default_registry
+from bot.conversation import Conversation
+from bot.settings import ConfigError, Settings
+from intents import Parser
+from monitors.http import new_client
+from monitors.registry import BuildContext, MonitorConfigError, MonitorRegistry, build_monitors
+from monitors.resilience import HealthCache
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    client: httpx.AsyncClient
+    monitors: MonitorRegistry
+    conversation: Conversation
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, parser: Parser | None = None, client: httpx.AsyncClient | None = None
+) -> AsyncIterator[Runtime]:
+    """Everything a running bot shares; the client is closed on exit (unless it was given)."""
+    own_client = client is None
+    http = client or new_client()
+    try:
+        context = BuildContext(http, settings.metric_templates(), settings.secrets())
+        try:
+            monitors = build_monitors(settings.monitors, context)
+        except MonitorConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+        resources = {
+            "settings": settings,
+            "monitors": monitors,
+            "health_cache": HealthCache(settings.health_cache_ttl_s),
+        }
+        conversation = Conversation(
+            parser or build_parser(settings), build_store(settings), default_registry(), resources
+        )
+        yield Runtime(settings, http, monitors, conversation)
+    finally:
+        if own_client:
+            await http.aclose()

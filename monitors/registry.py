@@ -1,0 +1,122 @@
+"""Monitors by name, built from the `monitors:` config sections; a name used twice is an error.
+
+Each section name is a backend type ("prometheus", "loki") or any name with a `type:` key
+("orders_api: {type: http, …}", "prom_eu: {type: prometheus, …}"). Adapter modules are imported
+only when configured, so an install without AWS never loads boto3.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from monitors.base import Kind, Monitor
+from monitors.resilience import CircuitBreaker, Guarded
+
+ADAPTERS: dict[str, str] = {
+    "prometheus": "monitors.prometheus",
+    "alertmanager": "monitors.alertmanager",
+    "pgbouncer": "monitors.pgbouncer",
+    "loki": "monitors.loki",
+    "elasticsearch": "monitors.elasticsearch",
+    "datadog": "monitors.datadog",
+    "kong": "monitors.kong",
+    "cloudwatch": "monitors.cloudwatch",
+    "apigateway": "monitors.apigateway",
+    "http": "monitors.custom_http",
+    "host": "monitors.host",
+}
+"""Backend type -> the module whose `build(name, config, context)` makes its monitor."""
+
+PRIORITY: dict[Kind, tuple[str, ...]] = {
+    Kind.METRICS: ("prometheus", "datadog", "cloudwatch", "http", "host"),
+    Kind.LOGS: ("loki", "elasticsearch", "datadog", "cloudwatch", "http"),
+    Kind.DB: ("pgbouncer", "http"),
+    Kind.GATEWAY: ("kong", "apigateway", "http"),
+    Kind.ALERTS: ("alertmanager", "datadog", "http"),
+}
+"""Which backend answers first when several could: the most specific source of truth."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What adapters may need besides their own section: the shared client, templates, secrets."""
+
+    client: httpx.AsyncClient
+    metric_templates: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Secret values by setting name (datadog_api_key …), read from the environment only."""
+
+
+class Builder(Protocol):
+    def __call__(self, name: str, config: Mapping[str, Any], context: BuildContext) -> Monitor: ...
+
+
+class MonitorConfigError(ValueError):
+    """A `monitors:` section cannot be used; the message names the section, never its values."""
+
+
+class DuplicateMonitor(MonitorConfigError):
+    pass
+
+
+class MonitorRegistry:
+    def __init__(self) -> None:
+        self._monitors: dict[str, Monitor] = {}
+        self._types: dict[str, str] = {}
+
+    def register(self, monitor: Monitor, backend_type: str) -> None:
+        if monitor.name in self._monitors:
+            raise DuplicateMonitor(f"monitor {monitor.name!r} is configured twice")
+        self._monitors[monitor.name] = monitor
+        self._types[monitor.name] = backend_type
+
+    def __iter__(self) -> Iterator[Monitor]:
+        return iter(self._monitors.values())
+
+    def __len__(self) -> int:
+        return len(self._monitors)
+
+    def get(self, name: str) -> Monitor | None:
+        return self._monitors.get(name)
+
+    def type_of(self, monitor: Monitor) -> str:
+        return self._types[monitor.name]
+
+    def for_kind(self, kind: Kind) -> list[Monitor]:
+        """Monitors that answer this kind of question, the preferred one first."""
+        order = PRIORITY.get(kind, ())
+        able = [m for m in self._monitors.values() if kind in m.kinds]
+        return sorted(able, key=lambda m: order.index(self._types[m.name]) if self._types[m.name] in order else 99)
+
+    def for_system(self, system: str) -> list[Monitor]:
+        """Monitors a `health <system>` asks: by fixed system, by type ("kong") or by name."""
+        return [m for m in self._monitors.values() if system in (m.system, m.name, self._types[m.name])]
+
+
+def build_monitors(
+    sections: Mapping[str, Mapping[str, Any] | None], context: BuildContext, guard: bool = True
+) -> MonitorRegistry:
+    """Every configured monitor, each behind its deadline and circuit breaker."""
+    registry = MonitorRegistry()
+    for name, raw in sections.items():
+        config = dict(raw or {})
+        backend_type = str(config.pop("type", name))
+        module_name = ADAPTERS.get(backend_type)
+        if module_name is None:
+            raise MonitorConfigError(
+                f"monitor {name!r}: unknown type {backend_type!r} (one of {', '.join(sorted(ADAPTERS))})"
+            )
+        builder: Builder = importlib.import_module(module_name).build
+        try:
+            monitor = builder(name, config, context)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
+            raise MonitorConfigError(f"monitor {name!r}: invalid {fields}") from exc
+        registry.register(Guarded(monitor, CircuitBreaker()) if guard else monitor, backend_type)
+    return registry
