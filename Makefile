@@ -1,12 +1,13 @@
 # The two set-up commands of the README:
 #   make run    start the bot on embedded defaults (installs first if needed)
-#   make test   install everything and run the whole test suite (CI runs exactly this)
+#   make test   install everything (Python packages and the Debian servers the integration tests
+#               run: Prometheus, Alertmanager, PostgreSQL, pgBouncer, Redis) and run every test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install servers run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +24,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+servers:
+	scripts/install-servers
+
+test: lint servers
 	$(BIN)/pytest
 
 bench: install

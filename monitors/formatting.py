@@ -14,7 +14,7 @@ _BYTES = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 def number(value: float) -> str:
     """Three significant figures at most, thousands as k/M ("1.5k", "2.3M", "0.042")."""
     if math.isnan(value):
-        return "NaN"
+        return "n/a"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     magnitude = abs(value)
@@ -80,3 +80,11 @@ def clip(text: str, limit: int) -> str:
     cut = text[: limit - 3]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut) + "..."
+
+
+def safe(text: str, limit: int = 40) -> str:
+    """A value from a backend (a label, a log line) made fit for one SMS line: no control
+    characters, no line breaks, plain ASCII where Unicode would force UCS-2, at most `limit` long."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    cleaned = cleaned.encode("ascii", "replace").decode("ascii")
+    return clip(cleaned, limit)

@@ -133,9 +133,7 @@ def parse_json(display: str, body: bytes) -> Any:
 
 
 def _network_reason(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused" if "refused" in str(exc).lower() else "cannot connect"
-    return "connection dropped"
+    return "cannot connect" if isinstance(exc, httpx.ConnectError) else "connection dropped"
 
 
 def dig(display: str, data: Any, *path: str | int, kind: type | tuple[type, ...] | None = None) -> Any:

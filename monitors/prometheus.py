@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from intents.durations import format_duration
 from monitors.base import Health, Kind, MetricQuery, MetricResult, Query, Result, Sample, Series
 from monitors.errors import BackendQueryError, BadBackendResponse
-from monitors.formatting import human, trend
+from monitors.formatting import human, safe, trend
 from monitors.http import HttpBackend, dig, parse_json
 from monitors.registry import BuildContext
 
@@ -137,7 +137,8 @@ class Prometheus:
 def format_metric(result: MetricResult) -> str:
     """ "checkout cpu: 42.1%" or "checkout cpu 1h: now 42%, min 10%, max 80%, avg 35%, rising"."""
     query = result.query
-    subject = " ".join(p for p in (query.service, _metric_name(query)) if p)
+    scope = safe(query.service, 40) if query.service else ("" if query.raw else "all services")
+    subject = f"{scope} {_metric_name(query)}".strip()
     if query.range_s:
         if not result.series:
             return f"{subject}: no data in that range"
@@ -183,8 +184,8 @@ def _metric_name(query: MetricQuery) -> str:
 def _name(labels: Mapping[str, str]) -> str:
     for key in ("service", "instance", "job", "pod", "host"):
         if key in labels:
-            return labels[key]
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__")[:40]
+            return safe(labels[key], 30)
+    return safe(",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__"), 40)
 
 
 def _labels(raw: Mapping[str, Any]) -> dict[str, str]:
