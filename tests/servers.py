@@ -180,7 +180,9 @@ def prometheus(tmp: Path, targets: dict[str, str], scrape_interval: str = "1s") 
         for service, address in targets.items()
     )
     config = tmp / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}\n")
+    config.write_text(
+        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}\n"
+    )
     args = [binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
             f"--web.listen-address={LOOPBACK}:{port}", "--web.enable-lifecycle", "--log.level=warn"]  # fmt: skip
     process = Process(args, tmp / "prometheus.log", cwd=tmp)

@@ -89,7 +89,10 @@ async def test_range_gives_last_min_max_average_and_trend(prometheus_server: Pro
 
 async def test_no_data_is_its_own_answer(prometheus_server: PrometheusServer) -> None:
     assert await ask(prometheus_server.url, MetricQuery("memory", "web")) == "web memory: no data"
-    assert await ask(prometheus_server.url, MetricQuery("memory", "web", range_s=600)) == "web memory: no data in that range"
+    assert (
+        await ask(prometheus_server.url, MetricQuery("memory", "web", range_s=600))
+        == "web memory: no data in that range"
+    )
 
 
 async def test_hostile_service_values_are_escaped_not_pasted(prometheus_server: PrometheusServer) -> None:
@@ -163,7 +166,12 @@ async def test_the_recorded_error_body_is_the_reason(fault_server: FaultServer) 
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html>proxy error</html>", b'{"status": "success"}', b'{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "abc"]}]}}', b"[]"],
+    [
+        b"<html>proxy error</html>",
+        b'{"status": "success"}',
+        b'{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "abc"]}]}}',
+        b"[]",
+    ],
 )
 async def test_garbage_answers(fault_server: FaultServer, body: bytes) -> None:
     fault_server.answer(200, body)

@@ -1,0 +1,121 @@
+"""The monitoring commands through the whole conversation path, with monitors the test scripts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.build import build_store
+from bot.commands import default_registry
+from bot.conversation import Conversation
+from bot.settings import Settings, load_settings
+from intents import Parser
+from monitors.base import Alert, AlertList, AlertQuery, Kind, LogQuery, MetricQuery
+from monitors.errors import BackendUnavailable
+from monitors.registry import MonitorRegistry
+from monitors.resilience import Guarded, HealthCache
+from tests.fakes import Scripted
+
+pytestmark = pytest.mark.anyio
+
+
+def conversation(parser: Parser, *monitors: tuple[Scripted, str], deadline_s: float = 8.0) -> Conversation:
+    settings: Settings = load_settings(environ={"OPERATOR_STATUS_DEADLINE_S": str(deadline_s)}, env_file=None)
+    registry = MonitorRegistry()
+    for monitor, backend_type in monitors:
+        registry.register(Guarded(monitor), backend_type)
+    resources = {"settings": settings, "monitors": registry, "health_cache": HealthCache()}
+    return Conversation(parser, build_store(settings), default_registry(), resources)
+
+
+async def test_status_answers_by_the_deadline_naming_the_hung_backend(parser: Parser) -> None:
+    talk = conversation(
+        parser,
+        (Scripted("prometheus", display="Prometheus"), "prometheus"),
+        (Scripted("loki", display="Loki", delay_s=30, timeout_s=30), "loki"),
+        (Scripted("kong", display="Kong", error=BackendUnavailable("Kong", "cannot connect")), "kong"),
+        deadline_s=0.5,
+    )
+    started = time.monotonic()
+    reply = await talk.reply("+1", "is prod on fire?", "viewer")
+    assert time.monotonic() - started < 0.5 + 0.1
+    assert reply.text.splitlines() == [
+        "1/3 backends ok.",
+        "Prometheus: ok, fine after 0s",
+        "Loki: timed out after 0.5 s",
+        "Kong: unreachable (cannot connect)",
+    ]
+
+
+async def test_status_lists_what_is_firing(parser: Parser) -> None:
+    firing = AlertList(AlertQuery("firing"), (Alert("HighCPU", {}, "firing"), Alert("DiskFull", {}, "firing")))
+    talk = conversation(parser, (Scripted("alertmanager", display="Alertmanager", kinds=frozenset({Kind.ALERTS}),
+                                          answer=firing), "alertmanager"))  # fmt: skip
+    reply = await talk.reply("+1", "status", "viewer")
+    assert reply.text.splitlines()[-1] == "2 firing: HighCPU, DiskFull"
+
+
+async def test_a_cached_health_answer_says_how_old_it_is(parser: Parser) -> None:
+    prometheus = Scripted("prometheus", display="Prometheus")
+    talk = conversation(parser, (prometheus, "prometheus"))
+    cache: HealthCache = talk.resources["health_cache"]
+    cache._clock = lambda: 1000.0  # type: ignore[method-assign]
+    await talk.reply("+1", "health prometheus", "viewer")
+    cache._clock = lambda: 1008.0  # type: ignore[method-assign]
+    reply = await talk.reply("+1", "health prometheus", "viewer")
+    assert reply.text == "Prometheus: ok, fine after 0s (8s ago)"
+    assert prometheus.calls == 1
+
+
+async def test_health_of_one_system_and_of_one_not_configured(parser: Parser) -> None:
+    talk = conversation(parser, (Scripted("prometheus", display="Prometheus", system="prometheus"), "prometheus"))
+    assert (await talk.reply("+1", "is prometheus up?", "viewer")).text == "Prometheus: ok, fine after 0s"
+    assert (await talk.reply("+1", "health kong", "viewer")).text == (
+        "No kong monitor is configured. Add it under monitors: in the config."
+    )
+
+
+async def test_metrics_go_to_the_preferred_backend_with_the_parsed_slots(parser: Parser) -> None:
+    host = Scripted("host", display="Host")
+    prometheus = Scripted("prometheus", display="Prometheus")
+    talk = conversation(parser, (host, "host"), (prometheus, "prometheus"))
+    reply = await talk.reply("+1", "chekout latncy last 6h", "viewer")
+    assert reply.text == "Prometheus says MetricResult"
+    assert prometheus.queries == [MetricQuery("latency", "checkout", 21600)]
+    assert host.queries == []
+    await talk.reply("+1", 'metrics rate(x{a="b"}[5m])', "viewer")
+    assert prometheus.queries[-1] == MetricQuery('rate(x{a="b"}[5m])', None, None, raw=True)
+
+
+async def test_logs_get_a_default_range(parser: Parser) -> None:
+    loki = Scripted("loki", display="Loki", kinds=frozenset({Kind.LOGS}))
+    talk = conversation(parser, (loki, "loki"))
+    await talk.reply("+1", "any payment timeouts?", "viewer")
+    assert loki.queries == [LogQuery(("timeouts",), "payment", None, 3600)]
+
+
+async def test_a_failing_backend_is_one_line(parser: Parser) -> None:
+    broken = Scripted("prometheus", display="Prometheus", error=BackendUnavailable("Prometheus", "cannot connect"))
+    talk = conversation(parser, (broken, "prometheus"))
+    assert (await talk.reply("+1", "cpu on web", "viewer")).text == "Prometheus: unreachable (cannot connect)"
+
+
+async def test_nothing_configured_for_a_kind(parser: Parser) -> None:
+    talk = conversation(parser)
+    assert (await talk.reply("+1", "db conns?", "viewer")).text == (
+        "No database monitor is configured. Add pgbouncer under monitors:."
+    )
+    assert (await talk.reply("+1", "status", "viewer")).text.startswith("No monitors are configured.")
+
+
+async def test_listed_alerts_are_numbered_in_the_users_context(parser: Parser) -> None:
+    alerts = AlertList(AlertQuery(), (Alert("HighCPU", {}, "firing", fingerprint="f1"), Alert("DiskFull", {}, "firing",
+                                                                                                fingerprint="f2")))  # fmt: skip
+    talk = conversation(
+        parser, (Scripted("alertmanager", kinds=frozenset({Kind.ALERTS}), answer=alerts), "alertmanager")
+    )
+    await talk.reply("+1", "alarms going off?", "operator")
+    context = await talk.store.get("+1")
+    assert context.alerts == ("f1", "f2")
+    assert (await talk.store.get("+2")).alerts == ()

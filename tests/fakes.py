@@ -1,0 +1,63 @@
+"""Test doubles of our own protocols (never of libraries): monitors whose behaviour a test scripts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from monitors.base import (
+    AlertList,
+    AlertQuery,
+    Health,
+    Kind,
+    LogQuery,
+    LogResult,
+    MetricQuery,
+    MetricResult,
+    Query,
+    Result,
+    Sample,
+)
+
+
+@dataclass
+class Scripted:
+    """A monitor that waits `delay_s` and then answers or raises what the test says."""
+
+    name: str
+    delay_s: float = 0.0
+    error: Exception | None = None
+    display: str = ""
+    system: str = "test"
+    kinds: frozenset[Kind] = frozenset({Kind.METRICS})
+    timeout_s: float = 1.0
+    calls: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self.display = self.display or self.name.title()
+
+    async def health(self) -> Health:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        return Health(True, f"fine after {self.delay_s:g}s")
+
+    answer: Result | None = None
+    """What `query` returns (default: an empty result of the query's kind)."""
+    queries: list[Query] = field(default_factory=list)
+
+    async def query(self, request: Query) -> Result:
+        self.queries.append(request)
+        await self.health()
+        if self.answer is not None:
+            return self.answer
+        if isinstance(request, AlertQuery):
+            return AlertList(request)
+        if isinstance(request, LogQuery):
+            return LogResult(request)
+        assert isinstance(request, MetricQuery)
+        return MetricResult(request, samples=(Sample({}, 42.0),))
+
+    def format(self, result: Result) -> str:
+        return f"{self.display} says {type(result).__name__}"

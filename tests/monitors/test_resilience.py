@@ -1,0 +1,97 @@
+"""The guard, the breaker, the health cache and the fan-out, with monitors whose behaviour we script."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from monitors.base import MetricQuery
+from monitors.errors import BackendQueryError, BackendTimeout, BackendUnavailable
+from monitors.resilience import CircuitBreaker, Guarded, HealthCache, fan_out
+from tests.fakes import Scripted
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_repeated_failures_and_tries_again_later() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=3, reset_after_s=30, clock=clock)
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.record(failed=True)
+    assert breaker.state == "open" and not breaker.allow()
+    clock.now += 30
+    assert breaker.state == "half-open"
+    assert breaker.allow()  # one trial
+    assert not breaker.allow()  # and only one at a time
+    breaker.record(failed=True)
+    assert breaker.state == "open"
+    clock.now += 30
+    assert breaker.allow()
+    breaker.record(failed=False)
+    assert breaker.state == "closed" and breaker.allow()
+
+
+async def test_guard_turns_a_hang_into_a_timeout_and_then_stops_calling() -> None:
+    hung = Scripted("loki", delay_s=10, timeout_s=0.2)
+    guarded = Guarded(hung, CircuitBreaker(threshold=2, reset_after_s=60), grace_s=0.05)
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout, match="timed out after 0.2 s"):
+            await guarded.health()
+        assert time.monotonic() - started < 0.6
+    with pytest.raises(BackendUnavailable, match="paused after repeated failures"):
+        await guarded.health()
+    assert hung.calls == 2  # the dead backend is not hammered
+
+
+async def test_a_bad_query_does_not_trip_the_breaker() -> None:
+    picky = Scripted("prometheus", error=BackendQueryError("Prometheus", "parse error"))
+    guarded = Guarded(picky, CircuitBreaker(threshold=1))
+    for _ in range(3):
+        with pytest.raises(BackendQueryError):
+            await guarded.query(MetricQuery("x", raw=True))
+    assert guarded.breaker.state == "closed"
+
+
+async def test_health_is_cached_with_its_age_and_shared_while_in_flight() -> None:
+    clock = Clock()
+    cache = HealthCache(ttl_s=10, clock=clock)
+    slow = Scripted("prometheus", delay_s=0.05)
+    first, second = await asyncio.gather(cache.check(slow), cache.check(slow))
+    assert slow.calls == 1  # one check in flight, two askers
+    assert first.health == second.health and first.age_s == 0
+    clock.now += 4
+    again = await cache.check(slow)
+    assert slow.calls == 1 and again.age_s == 4
+    clock.now += 7
+    await cache.check(slow)
+    assert slow.calls == 2
+
+
+async def test_fan_out_answers_by_the_deadline_and_names_who_did_not() -> None:
+    monitors = [Scripted("prometheus", delay_s=0.05), Scripted("loki", delay_s=30), Scripted("kong", delay_s=0.1)]
+    started = time.monotonic()
+    checked = await fan_out(monitors, HealthCache(), deadline_s=0.5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.5 + 0.05  # the deadline, plus a little
+    assert [c.health is not None for c in checked] == [True, False, True]
+    assert isinstance(checked[1].error, BackendTimeout) and "0.5 s" in str(checked[1].error)
+
+
+async def test_fan_out_takes_as_long_as_the_slowest_not_the_sum() -> None:
+    monitors = [Scripted(f"m{i}", delay_s=0.1) for i in range(8)]
+    started = time.monotonic()
+    checked = await fan_out(monitors, HealthCache(), deadline_s=5)
+    assert time.monotonic() - started < 0.3
+    assert all(c.health is not None for c in checked)
