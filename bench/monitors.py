@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from bot.settings import DEFAULT_METRICS
 from monitors.base import LogLine, LogQuery, LogResult, MetricQuery, MetricResult, Series
 from monitors.http import new_client
+from monitors.logs_format import format_logs
 from monitors.prometheus import Prometheus, PrometheusConfig, format_metric
 from monitors.resilience import Guarded, HealthCache, fan_out
 
@@ -89,12 +90,7 @@ def formatting_throughput(seconds: float = 1.0) -> tuple[float, float]:
 
 
 def _format_logs(result: LogResult) -> str:
-    try:
-        from monitors.logs_format import format_logs  # type: ignore[import-not-found]
-    except ImportError:
-        return "\n".join(line.message[:120] for line in result.lines)
-    text: str = format_logs(result)
-    return text
+    return format_logs(result)
 
 
 def ms(values: Sequence[float]) -> str:

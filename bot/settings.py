@@ -42,7 +42,7 @@ DEFAULT_METRICS: dict[str, str] = {
 SECRET_KEYS = frozenset(
     {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
      "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
-     "aws_secret_access_key"}
+     "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token"}
 )  # fmt: skip
 
 
@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     datadog_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_APP_KEY"))
     webhook_token: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_WEBHOOK_TOKEN"))
     pgbouncer_password: SecretStr | None = Field(None, validation_alias=AliasChoices("PGBOUNCER_PASSWORD"))
+    elasticsearch_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ELASTICSEARCH_API_KEY"))
+    kong_admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KONG_ADMIN_TOKEN"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
 
@@ -137,6 +139,8 @@ class Settings(BaseSettings):
             "datadog_api_key": self.datadog_api_key,
             "datadog_app_key": self.datadog_app_key,
             "pgbouncer_password": self.pgbouncer_password,
+            "elasticsearch_api_key": self.elasticsearch_api_key,
+            "kong_admin_token": self.kong_admin_token,
         }
         return {name: value.get_secret_value() for name, value in values.items() if value is not None}
 

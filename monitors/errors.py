@@ -3,7 +3,8 @@
     BackendError                 any failure of one named backend
     ├── BackendTimeout           no answer within its timeout (or the command's deadline)
     ├── BackendUnavailable       connection refused, DNS failure, or the circuit breaker is open
-    ├── BackendAuthError         401/403: credentials missing or wrong (never say which key)
+    ├── BackendAuthError         401/403: credentials wrong (never say which key)
+    │   └── CredentialsMissing   the environment variables the backend needs are not set
     ├── BackendQueryError        the backend refused the query (bad PromQL, unknown index)
     └── BadBackendResponse       the answer broke the API's promise (not JSON, wrong shape, too big)
     NotConfigured                no monitor is set up to answer the command
@@ -51,9 +52,19 @@ class BackendUnavailable(BackendError):
 
 
 class BackendAuthError(BackendError):
-    def __init__(self, backend: str, status: int) -> None:
-        super().__init__(backend, f"HTTP {status}")
+    """Refused for who we are; `status` is the HTTP status where there is one, `detail` a safe reason."""
+
+    def __init__(self, backend: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(backend, detail or (f"HTTP {status}" if status else "access denied"))
         self.status = status
+
+
+class CredentialsMissing(BackendAuthError):
+    """The backend needs credentials that are not set; `names` are the environment variables to set."""
+
+    def __init__(self, backend: str, names: tuple[str, ...]) -> None:
+        super().__init__(backend, detail="credentials not set")
+        self.names = names
 
 
 class BackendQueryError(BackendError):
@@ -76,8 +87,11 @@ def describe(error: MonitorError, display: str | None = None) -> str:
     name = display or error.backend
     if isinstance(error, BackendTimeout):
         return f"{name}: timed out after {error.seconds:g} s"
+    if isinstance(error, CredentialsMissing):
+        return f"{name}: credentials not set ({', '.join(error.names)})"
     if isinstance(error, BackendAuthError):
-        return f"{name}: access denied (HTTP {error.status}), check credentials"
+        why = f"HTTP {error.status}" if error.status else error.detail
+        return f"{name}: access denied ({why}), check credentials"
     if isinstance(error, BackendUnavailable):
         return f"{name}: unreachable" + (f" ({_short(error.detail)})" if error.detail else "")
     if isinstance(error, BackendQueryError):

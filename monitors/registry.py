@@ -38,7 +38,7 @@ PRIORITY: dict[Kind, tuple[str, ...]] = {
     Kind.LOGS: ("loki", "elasticsearch", "datadog", "cloudwatch", "http"),
     Kind.DB: ("pgbouncer", "http"),
     Kind.GATEWAY: ("kong", "apigateway", "http"),
-    Kind.ALERTS: ("alertmanager", "datadog", "http"),
+    Kind.ALERTS: ("alertmanager",),
 }
 """Which backend answers first when several could: the most specific source of truth."""
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -109,7 +110,7 @@ class Process:
         self._log.close()
 
 
-def as_user(name: str) -> dict[str, object]:
+def as_user(name: str) -> dict[str, Any]:
     """Popen arguments that drop root to `name` (PostgreSQL refuses to run as root)."""
     if os.geteuid() != 0:
         return {}
@@ -227,7 +228,10 @@ class FaultServer:
                     self.rfile.read(length)
                 if behaviour.delay_s:
                     time.sleep(behaviour.delay_s)
-                self.send_response(behaviour.status)
+                try:
+                    self.send_response(behaviour.status)
+                except OSError:
+                    return
                 self.send_header("Content-Type", behaviour.content_type)
                 if behaviour.endless:
                     self.end_headers()
@@ -238,7 +242,8 @@ class FaultServer:
                     return
                 self.send_header("Content-Length", str(len(behaviour.body)))
                 self.end_headers()
-                self.wfile.write(behaviour.body)
+                with contextlib.suppress(OSError):  # the client may have given up (a hang test)
+                    self.wfile.write(behaviour.body)
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer  # noqa: N815
 
@@ -248,7 +253,7 @@ class FaultServer:
         self.httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://{LOOPBACK}:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def answer(self, status: int = 200, body: bytes | str = b"{}", **options: object) -> None:

@@ -32,7 +32,7 @@ DEFAULT_GRAPH_RANGE_S = 3600
 HINTS = {
     Kind.METRICS: "Add prometheus, datadog or host under monitors: in the config.",
     Kind.LOGS: "Add loki, elasticsearch, datadog or cloudwatch under monitors:.",
-    Kind.DB: "Add pgbouncer under monitors:.",
+    Kind.DB: "Add pgbouncer (or an http monitor with kind: db) under monitors:.",
     Kind.GATEWAY: "Add kong or apigateway under monitors:.",
     Kind.ALERTS: "Add alertmanager under monitors:.",
 }

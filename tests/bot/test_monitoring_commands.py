@@ -104,7 +104,7 @@ async def test_a_failing_backend_is_one_line(parser: Parser) -> None:
 async def test_nothing_configured_for_a_kind(parser: Parser) -> None:
     talk = conversation(parser)
     assert (await talk.reply("+1", "db conns?", "viewer")).text == (
-        "No database monitor is configured. Add pgbouncer under monitors:."
+        "No database monitor is configured. Add pgbouncer (or an http monitor with kind: db) under monitors:."
     )
     assert (await talk.reply("+1", "status", "viewer")).text.startswith("No monitors are configured.")
 
