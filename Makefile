@@ -32,6 +32,7 @@ test: lint servers
 
 bench: install
 	$(BIN)/python -m bench.intents
+	$(BIN)/python -m bench.monitors
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -76,14 +76,21 @@ async def _check(request: Request, monitors: list[Monitor]) -> list[Checked]:
 
 @command("status", usage="status")
 async def status(request: Request) -> Answer:
-    """One line per backend (is it up?), then what is firing."""
+    """Which backends are up (one line), a line for each that is not, then what is firing.
+
+    Kept to a couple of SMS: details of healthy backends are for `health`.
+    """
     monitors = list(_monitors(request))
     if not monitors:
         return Answer("No monitors are configured. Add some under monitors: in the config.")
     checked = await _check(request, monitors)
     bad = [c for c in checked if c.error is not None or (c.health is not None and not c.health.ok)]
-    head = f"{len(checked) - len(bad)}/{len(checked)} backends ok."
-    lines = [head, *(_health_line(c) for c in checked)]
+    good = [c for c in checked if c not in bad]
+    oldest = max((c.age_s for c in good), default=0.0)
+    age = f" (as of {duration(oldest)} ago)" if oldest >= 1 else ""
+    names = ", ".join(c.monitor.display for c in good)
+    head = f"{len(good)}/{len(checked)} backends ok" + (f": {names}{age}" if good else ".")
+    lines = [head, *(_health_line(c) for c in bad)]
     alerting = _monitors(request).for_kind(Kind.ALERTS)
     if alerting:
         _, result, text = await ask(request, Kind.ALERTS, AlertQuery("firing"))

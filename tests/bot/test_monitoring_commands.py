@@ -41,11 +41,24 @@ async def test_status_answers_by_the_deadline_naming_the_hung_backend(parser: Pa
     reply = await talk.reply("+1", "is prod on fire?", "viewer")
     assert time.monotonic() - started < 0.5 + 0.1
     assert reply.text.splitlines() == [
-        "1/3 backends ok.",
-        "Prometheus: ok, fine after 0s",
+        "1/3 backends ok: Prometheus",
         "Loki: timed out after 0.5 s",
         "Kong: unreachable (cannot connect)",
     ]
+
+
+async def test_status_of_eight_backends_fits_two_sms(parser: Parser) -> None:
+    names = ["Prometheus", "Alertmanager", "Loki", "Elasticsearch", "Datadog", "pgBouncer", "Kong", "Host"]
+    monitors = [(Scripted(n.lower(), display=n), n.lower()) for n in names[:-2]]
+    monitors.append((Scripted("kong", display="Kong", error=BackendUnavailable("Kong", "cannot connect")), "kong"))
+    monitors.append((Scripted("host", display="Host", delay_s=5, timeout_s=5), "host"))
+    talk = conversation(parser, *monitors, deadline_s=0.3)
+    reply = await talk.reply("+1", "status", "viewer")
+    assert (
+        reply.text.splitlines()[0]
+        == "6/8 backends ok: Prometheus, Alertmanager, Loki, Elasticsearch, Datadog, pgBouncer"
+    )
+    assert len(reply.text) <= 306
 
 
 async def test_status_lists_what_is_firing(parser: Parser) -> None:
@@ -65,6 +78,7 @@ async def test_a_cached_health_answer_says_how_old_it_is(parser: Parser) -> None
     cache._clock = lambda: 1008.0  # type: ignore[method-assign]
     reply = await talk.reply("+1", "health prometheus", "viewer")
     assert reply.text == "Prometheus: ok, fine after 0s (8s ago)"
+    assert (await talk.reply("+1", "status", "viewer")).text == "1/1 backends ok: Prometheus (as of 8s ago)"
     assert prometheus.calls == 1
 
 
