@@ -49,19 +49,21 @@ async def delayed_server(delay_s: float) -> tuple[asyncio.Server, str]:
 
 
 async def status_latency(delays: Sequence[float], deadline_s: float, rounds: int, timeout_s: float) -> list[float]:
+    """`status` wall time per round; every round starts cold (new guards, empty cache), as the first
+    `status` after a backend goes bad would, so a hung check is not shared between rounds."""
     servers = [await delayed_server(d) for d in delays]
     try:
         async with new_client() as client:
-            monitors = [
-                Guarded(Prometheus(f"prom{i}", PrometheusConfig(url=url, timeout_s=timeout_s), client, DEFAULT_METRICS))
+            adapters = [
+                Prometheus(f"prom{i}", PrometheusConfig(url=url, timeout_s=timeout_s), client, DEFAULT_METRICS)
                 for i, (_, url) in enumerate(servers)
             ]
-            cache = HealthCache(ttl_s=0)  # measure real checks, not the cache
-            await fan_out(monitors, cache, deadline_s)  # warm the connection pool
+            await fan_out([Guarded(a) for a in adapters], HealthCache(ttl_s=0), deadline_s)  # warm the pool
             timings = []
             for _ in range(rounds):
+                monitors = [Guarded(a) for a in adapters]
                 started = time.perf_counter()
-                checked = await fan_out(monitors, cache, deadline_s)
+                checked = await fan_out(monitors, HealthCache(ttl_s=0), deadline_s)
                 timings.append(time.perf_counter() - started)
                 assert len(checked) == len(monitors)
             return timings
