@@ -1,5 +1,7 @@
 # The two set-up commands of the README:
-#   make run    start the bot on embedded defaults (installs first if needed)
+#   make run    start the bot on embedded defaults (installs first if needed): the SMS webhook on
+#               127.0.0.1:8000 in dev mode (unsigned webhooks, loopback only), SQLite history,
+#               in-memory context, this host as its monitor
 #   make test   install everything (Python packages and the Debian servers the integration tests
 #               run: Prometheus, Alertmanager, PostgreSQL, pgBouncer, Redis) and run every test
 PYTHON ?= python3
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/operator chat
+	$(BIN)/operator serve --dev
 
 lint: install
 	$(BIN)/ruff check .

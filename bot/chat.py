@@ -1,4 +1,5 @@
-"""`operator chat`: a whole conversation in the terminal, through the same path as an SMS.
+"""`operator chat`: a whole conversation in the terminal, through the same path as an SMS
+(parse, context, command, then the same SMS finishing: GSM-7, the context note, pages and "more").
 
 From a pipe it reads one text per line and prints each reply followed by a line holding only
 `---`, so scripts can drive it. One event loop serves the whole session.
@@ -13,6 +14,8 @@ from typing import IO
 
 from bot.build import role_of
 from bot.conversation import Conversation
+from bot.pages import InMemoryPageStore
+from bot.replies import SmsReplies
 from bot.runtime import open_runtime
 from bot.settings import Settings
 
@@ -20,7 +23,9 @@ SEPARATOR = "---"
 log = logging.getLogger(__name__)
 
 
-async def chat(conversation: Conversation, settings: Settings, user: str, stdin: IO[str], stdout: IO[str]) -> None:
+async def chat(
+    conversation: Conversation, replies: SmsReplies, settings: Settings, user: str, stdin: IO[str], stdout: IO[str]
+) -> None:
     role = role_of(settings, user)
     interactive = stdin.isatty()
     if interactive:
@@ -36,7 +41,7 @@ async def chat(conversation: Conversation, settings: Settings, user: str, stdin:
             reply = "(this number is not on the allowlist: the SMS service sends no reply)"
         else:
             try:
-                reply = (await conversation.reply(user, text, role)).text
+                reply = await replies.finish(user, await conversation.reply(user, text, role))
             except Exception as exc:  # the outermost loop: one bad text must not end the session
                 log.error("reply failed: %s", type(exc).__name__)  # no traceback: it may quote the text
                 reply = "Sorry, something went wrong on my side. Try again."
@@ -47,8 +52,10 @@ async def chat(conversation: Conversation, settings: Settings, user: str, stdin:
 
 
 async def _session(settings: Settings, user: str) -> None:
-    async with open_runtime(settings) as runtime:
-        await chat(runtime.conversation, settings, user, sys.stdin, sys.stdout)
+    pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
+    replies = SmsReplies(pages, settings.max_segments, settings.allow_emoji)
+    async with open_runtime(settings, extra={"pages": pages}) as runtime:
+        await chat(runtime.conversation, replies, settings, user, sys.stdin, sys.stdout)
 
 
 def run_chat(settings: Settings, user: str) -> None:

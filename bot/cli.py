@@ -113,5 +113,58 @@ def chat(config_file: Path | None, user: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--dev", is_flag=True, help="Accept unsigned webhooks (only on a loopback address), to try it locally.")
+def serve(config_file: Path | None, host: str, port: int, workers: int, dev: bool) -> None:
+    """Run the SMS webhook (POST /sms) with uvicorn."""
+    import os
+
+    import uvicorn
+
+    from bot.app import create_app
+
+    if config_file is not None:
+        os.environ["OPERATOR_CONFIG"] = str(config_file.resolve())
+    os.environ["OPERATOR_BIND_HOST"] = host
+    if dev:
+        os.environ["OPERATOR_DEV_MODE"] = "true"
+    settings = _settings(config_file)
+    try:
+        create_app(settings)  # fail here, once, with a clear line, rather than in every worker
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    uvicorn.run(
+        "bot.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@main.command()
+@config_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+def history(config_file: Path | None, limit: int) -> None:
+    """Print the most recent messages of the audit history (numbers masked)."""
+    import asyncio
+
+    from bot.history import HistoryUnavailable, show_recent
+
+    settings = _settings(config_file)
+    try:
+        asyncio.run(show_recent(settings.database_url, settings.history_path, limit, sys.stdout))
+    except HistoryUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

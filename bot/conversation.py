@@ -22,6 +22,8 @@ from intents import Parse, Parser, remember
 class Reply:
     text: str
     parse: Parse
+    context_used: tuple[str, ...] = ()
+    """Slots (and "intent") completed from the user's context, so the reply can say what it assumed."""
 
 
 class Conversation:
@@ -49,7 +51,8 @@ class Conversation:
         """Answer one text from `user`, reading and updating their context."""
         async with self._lock(user):
             context = await self.store.get(user)
-            parse = self.parser.parse(text, context)
+            trace = self.parser.explain(text, context, detail=False)
+            parse = trace.parse
             context = remember(context, parse)
             spec = self.commands.get(parse.intent)
             if spec is None:
@@ -59,4 +62,4 @@ class Conversation:
             else:
                 answer = await spec.handler(Request(parse, user, role, context, self.resources))
             await self.store.put(user, answer.context or context)
-        return Reply(answer.text, parse)
+        return Reply(answer.text, parse, trace.context_used)

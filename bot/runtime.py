@@ -7,9 +7,10 @@ so nothing is created at import and nothing per request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -33,7 +34,10 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, parser: Parser | None = None, client: httpx.AsyncClient | None = None
+    settings: Settings,
+    parser: Parser | None = None,
+    client: httpx.AsyncClient | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything a running bot shares; the client is closed on exit (unless it was given)."""
     own_client = client is None
@@ -48,6 +52,7 @@ async def open_runtime(
             "settings": settings,
             "monitors": monitors,
             "health_cache": HealthCache(settings.health_cache_ttl_s),
+            **(extra or {}),
         }
         conversation = Conversation(
             parser or build_parser(settings), build_store(settings), default_registry(), resources

@@ -85,6 +85,26 @@ class Settings(BaseSettings):
     """How long a conversation's context lives after the user's last text (15 minutes)."""
     context_max_users: int = Field(10_000, ge=1)
     """Contexts kept in memory at most; the least recently active are dropped first."""
+    reply_budget_s: float = Field(10.0, gt=0, le=14)
+    """A command not done by then gets "Working on it" now and its answer later by the REST API."""
+    max_segments: int = Field(3, ge=1, le=10)
+    """SMS segments per reply; longer answers are paged and served by "more"."""
+    allow_emoji: bool = False
+    """Emoji force the whole reply into UCS-2 (70 characters a segment), so they are folded away."""
+    rate_burst: int = Field(5, ge=1)
+    """Texts a number may send at once before the per-number limit applies."""
+    rate_per_minute: float = Field(10.0, gt=0)
+    """Texts a minute a number may send in the long run."""
+    global_rate_per_minute: float = Field(600.0, gt=0)
+    """Texts a minute the whole service answers, from everyone together."""
+    history_path: Path = Path("operator-history.sqlite3")
+    """The SQLite audit file when no DATABASE_URL is set."""
+    dev_mode: bool = False
+    """Accept unsigned webhooks (only on a loopback bind): for trying the bot locally."""
+    bind_host: str = "127.0.0.1"
+    """The address `operator serve` listens on (set by serve; checked against dev mode)."""
+    log_json: bool = False
+    log_level: str = "INFO"
     status_deadline_s: float = Field(8.0, gt=0, le=14)
     """`status` answers by then with whatever backends have answered (Twilio waits 15 s)."""
     health_cache_ttl_s: float = Field(10.0, ge=0)

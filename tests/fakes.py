@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.outbound import Delivery
+from bot.privacy import mask_number
 from monitors.base import (
     AlertList,
     AlertQuery,
@@ -61,3 +64,15 @@ class Scripted:
 
     def format(self, result: Result) -> str:
         return f"{self.display} says {type(result).__name__}"
+
+
+@dataclass
+class RecordingSender:
+    """A `Sender` that keeps what it was asked to send; answers `outcome` or an accepted Delivery."""
+
+    sent: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    outcome: Delivery | None = None
+
+    async def send(self, to: str, body: str, media_urls: Sequence[str] = ()) -> Delivery:
+        self.sent.append((to, body, tuple(media_urls)))
+        return self.outcome or Delivery(mask_number(to), f"SM{len(self.sent):032x}", "queued", 1)

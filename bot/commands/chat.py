@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from bot.commands.registry import Answer, Request, command
+from bot.pages import PageStore
 
 
 @command("more", usage="more")
 async def more(request: Request) -> Answer:
     """The next page of a long answer."""
-    return Answer("Nothing more to show.")
+    pages: PageStore | None = request.resources.get("pages")
+    following = await pages.next(request.user) if pages is not None else None
+    if following is None:
+        return Answer("Nothing more to show.")
+    return Answer(following[0])
 
 
 @command("reset", usage="reset")

@@ -54,6 +54,9 @@ async def ask(request: Request, kind: Kind, query: Query) -> tuple[Monitor | Non
     try:
         result = await monitor.query(query)
     except BackendError as exc:
+        metrics = request.resources.get("metrics")
+        if metrics is not None:
+            metrics.backend_errors.labels(monitor.name).inc()
         return monitor, None, describe(exc)
     return monitor, result, monitor.format(result)
 

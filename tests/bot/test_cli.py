@@ -105,7 +105,7 @@ def test_chat_from_a_pipe_on_embedded_defaults() -> None:
     assert len(blocks) == 6 and blocks[-1] == ""
     assert blocks[0] == "1/1 backends ok: Host\n"  # the local host is the default monitor
     assert blocks[1].startswith("this host cpu: ") and "no per-service data for checkout" in blocks[1]
-    assert blocks[2].startswith("this host memory: ")  # a follow-up through the same path
+    assert blocks[2].startswith("[checkout] this host memory: ")  # a follow-up, saying what it assumed
     assert blocks[3].startswith("Sorry")  # an empty text still gets a short answer
     assert blocks[4].startswith("No logs backend is configured")
 

@@ -75,7 +75,7 @@ def _run(args: Sequence[str], what: str) -> None:
         raise RuntimeError(f"{what} failed ({done.returncode}): {done.stdout}\n{done.stderr}")
 
 
-def _start_postgres(tmp: Path) -> tuple[Process, int]:
+def start_postgres(tmp: Path) -> tuple[Process, int]:
     initdb, postgres = binary("initdb", PG_BIN + "initdb"), binary("postgres", PG_BIN + "postgres")
     data, sockets = tmp / "data", tmp / "sock"
     _run([initdb, "-D", str(data), "-U", SERVER_USER, "--auth-local=trust", "--auth-host=scram-sha-256",
@@ -127,7 +127,7 @@ def postgres_and_pgbouncer() -> Iterator[Bouncer]:
     give_to(tmp, SERVER_USER)
     processes: list[Process] = []
     try:
-        postgres, pg_port = _start_postgres(tmp)
+        postgres, pg_port = start_postgres(tmp)
         processes.append(postgres)
         port = free_port()
         ini = _ini(tmp, pg_port, port)

@@ -36,6 +36,6 @@ def test_chat_answers_from_real_backends(prometheus_server: PrometheusServer, tm
     )
     assert status.splitlines() == ["2/3 backends ok: Prometheus, Host", "Loki: unreachable (cannot connect)"]
     assert memory == "checkout memory: 512.0 MiB\n"
-    assert follow_up.startswith("checkout memory 1h: now 512.0 MiB, min 512.0 MiB")
-    assert logs == "Loki: unreachable (cannot connect)\n"
+    assert follow_up.startswith("[checkout] checkout memory 1h: now 512.0 MiB, min 512.0 MiB")
+    assert logs == "[1h] Loki: unreachable (cannot connect)\n"  # the range carried over from the question before
     assert "127.0.0.1" not in "".join((status, memory, follow_up, logs))

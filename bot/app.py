@@ -1,0 +1,146 @@
+"""The web service: `create_app(settings)` builds it; everything shared is opened in the lifespan.
+
+Routes: POST /sms (Twilio's webhook), GET /healthz (the process answers), GET /readyz (stores and
+backends reachable), GET /metrics (Prometheus), GET / (what this is). Nothing is created at
+import; uvicorn's workers each build their own app with `app_from_environment()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.history import open_history
+from bot.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
+from bot.observability import Metrics, setup_logging
+from bot.outbound import build_sender
+from bot.pages import InMemoryPageStore
+from bot.replies import SmsReplies
+from bot.runtime import open_runtime
+from bot.security import WebhookSecurity
+from bot.settings import Settings, load_settings
+from bot.webhook import Webhook
+from monitors.resilience import fan_out
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+SMS_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "MessageSid": {"type": "string"},
+                        "AccountSid": {"type": "string"},
+                        "From": {"type": "string"},
+                        "To": {"type": "string"},
+                        "Body": {"type": "string", "maxLength": 1600},
+                        "NumMedia": {"type": "string"},
+                    },
+                    "required": ["From", "Body"],
+                }
+            }
+        },
+    },
+    "parameters": [{"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "TwiML", "content": {"application/xml": {}}}},
+}
+"""The webhook's form as Twilio posts it (see tests/fixtures/twilio), so schema-driven fuzzers send it."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for these settings. Unsafe settings (no signing secret outside dev mode) fail here."""
+    security = WebhookSecurity(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
+        metrics = Metrics()
+        history = await open_history(settings.database_url, settings.history_path)
+        try:
+            async with open_runtime(settings, extra={"pages": pages, "metrics": metrics}) as runtime:
+                webhook = Webhook(
+                    settings=settings,
+                    security=security,
+                    conversation=runtime.conversation,
+                    replies=SmsReplies(pages, settings.max_segments, settings.allow_emoji),
+                    limiter=InMemoryRateLimiter(
+                        TokenBuckets(settings.rate_burst, settings.rate_per_minute),
+                        TokenBuckets(settings.global_rate_per_minute / 6, settings.global_rate_per_minute),
+                    ),
+                    idempotency=InMemoryIdempotency(),
+                    history=history,
+                    metrics=metrics,
+                    sender=build_sender(settings, runtime.client),
+                )
+                app.state.webhook = webhook
+                app.state.runtime = runtime
+                app.state.history = history
+                yield
+                await webhook.drain()
+        finally:
+            await history.close()
+
+    app = FastAPI(title="Operator", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.post("/sms", response_class=Response, summary="Twilio incoming-message webhook", openapi_extra=SMS_SCHEMA)
+    async def sms(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        return await webhook(request)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        return await _readiness(request)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        return Response(generate_latest(webhook.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {"service": "Operator", "version": VERSION, "sms_webhook": "/sms", "docs": "README.md"}
+
+    return app
+
+
+async def _readiness(request: Request) -> JSONResponse:
+    """Ready when the history store answers and, if monitors are configured, at least one is up."""
+    from bot.history import HistoryUnavailable
+
+    runtime = request.app.state.runtime
+    checks: dict[str, str] = {}
+    ok = True
+    try:
+        await request.app.state.history.ping()
+        checks["history"] = "ok"
+    except HistoryUnavailable:
+        checks["history"] = "unavailable"
+        ok = False
+    cache = runtime.conversation.resources["health_cache"]
+    monitors = list(runtime.monitors)
+    checked = await fan_out(monitors, cache, runtime.settings.status_deadline_s)
+    for result in checked:
+        checks[result.monitor.name] = "ok" if result.health is not None and result.health.ok else "down"
+    if monitors and not any(result.health is not None and result.health.ok for result in checked):
+        ok = False
+    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+def app_from_environment() -> FastAPI:
+    """The factory uvicorn's workers call: settings from OPERATOR_CONFIG and the environment."""
+    settings = load_settings()
+    setup_logging(settings.log_json, settings.log_level)
+    return create_app(settings)

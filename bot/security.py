@@ -1,0 +1,56 @@
+"""Who may talk to the webhook: Twilio's signature, checked against the configured public URL.
+
+Behind a reverse proxy the Host header and scheme the app sees are not what Twilio signed, so the
+URL is rebuilt from `public_url` plus the request's path and query, never from the request.
+Unsigned webhooks are accepted only in an explicit dev mode bound to loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from starlette.datastructures import ImmutableMultiDict
+from twilio.request_validator import RequestValidator
+
+from bot.settings import ConfigError, Settings
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "token", "test", "xxx", "todo",
+                                 "your_auth_token", "your-auth-token", "dev"})  # fmt: skip
+"""Values that are obviously not a real secret; refusing them beats running with one."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class WebhookSecurity:
+    """Validates `X-Twilio-Signature`; refuses to be built in an unsafe configuration."""
+
+    def __init__(self, settings: Settings) -> None:
+        token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+        self.dev_mode = settings.dev_mode
+        if settings.dev_mode:
+            if not is_loopback(settings.bind_host):
+                raise ConfigError("dev mode (unsigned webhooks) only binds to loopback; drop --dev or bind 127.0.0.1")
+        else:
+            if token.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ConfigError("TWILIO_AUTH_TOKEN is missing or a placeholder; set it (or use --dev on loopback)")
+            if not settings.public_url:
+                raise ConfigError("public_url is required: it is the URL Twilio signs requests for")
+        self.public_url = (settings.public_url or "").rstrip("/")
+        self._validator = RequestValidator(token) if token else None
+
+    def verify(self, path: str, query: str, params: Sequence[tuple[str, str]], signature: str | None) -> bool:
+        """True if Twilio signed this request (always true in dev mode without a token)."""
+        if self._validator is None:
+            return self.dev_mode
+        if not signature or not self.public_url:
+            return self.dev_mode and not signature
+        url = f"{self.public_url}{path}" + (f"?{query}" if query else "")
+        return bool(self._validator.validate(url, ImmutableMultiDict(params), signature))
