@@ -7,6 +7,7 @@ import; uvicorn's workers each build their own app with `app_from_environment()`
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.audit import AuditWriter
 from bot.history import open_history
 from bot.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
 from bot.observability import Metrics, setup_logging
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
         metrics = Metrics()
         history = await open_history(settings.database_url, settings.history_path)
+        audit = AuditWriter(history)
         try:
             async with open_runtime(settings, extra={"pages": pages, "metrics": metrics}) as runtime:
                 webhook = Webhook(
@@ -78,15 +81,20 @@ def create_app(settings: Settings) -> FastAPI:
                     ),
                     idempotency=InMemoryIdempotency(),
                     history=history,
+                    audit=audit,
                     metrics=metrics,
                     sender=build_sender(settings, runtime.client),
                 )
                 app.state.webhook = webhook
                 app.state.runtime = runtime
                 app.state.history = history
+                # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
+                # process: keep the cyclic garbage collector from walking it on every full collection.
+                gc.freeze()
                 yield
                 await webhook.drain()
         finally:
+            await audit.close()
             await history.close()
 
     app = FastAPI(title="Operator", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)

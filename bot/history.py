@@ -24,7 +24,7 @@ import contextlib
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -228,6 +228,42 @@ def _latency(value: float) -> float:
 # --- the store ------------------------------------------------------------------------------------
 
 
+def make_entry(
+    number: str,
+    direction: Direction,
+    text: str,
+    *,
+    intent: str | None = None,
+    command: str | None = None,
+    source: str | None = None,
+    latency_ms: float = 0.0,
+    outcome: str = Outcome.OK,
+    segments: int = 1,
+    message_sid: str | None = None,
+    detail: str | None = None,
+    at: datetime | None = None,
+) -> HistoryEntry:
+    """An entry as it will be stored: the number masked, every field cleaned and capped."""
+    if direction not in get_args(Direction):
+        raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+    if at is not None and at.tzinfo is None:
+        raise ValueError("`at` must be timezone-aware")
+    return HistoryEntry(
+        at=(at or datetime.now(UTC)).astimezone(UTC),
+        number=mask_number(number),
+        direction=direction,
+        text=clean_text(text, TEXT_MAX),
+        intent=_word(intent),
+        command=_optional(command, COMMAND_MAX),
+        source=_word(source),
+        latency_ms=_latency(latency_ms),
+        outcome=_word(outcome) or Outcome.UNKNOWN,
+        segments=max(0, int(segments)),
+        message_sid=_optional(message_sid, SID_MAX),
+        detail=_optional(detail, DETAIL_MAX),
+    )
+
+
 class History:
     """The audit history over one engine. Use `open_history`; `close()` when done."""
 
@@ -263,31 +299,23 @@ class History:
         `number` is the raw phone number: it is masked here, so no caller can store it by mistake.
         Raises `HistoryUnavailable`, which the caller catches so the reply still goes out.
         """
-        if direction not in get_args(Direction):
-            raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
-        if at is not None and at.tzinfo is None:
-            raise ValueError("`at` must be timezone-aware")
-        entry = HistoryEntry(
-            at=(at or datetime.now(UTC)).astimezone(UTC),
-            number=mask_number(number),
-            direction=direction,
-            text=clean_text(text, TEXT_MAX),
-            intent=_word(intent),
-            command=_optional(command, COMMAND_MAX),
-            source=_word(source),
-            latency_ms=_latency(latency_ms),
-            outcome=_word(outcome) or Outcome.UNKNOWN,
-            segments=max(0, int(segments)),
-            message_sid=_optional(message_sid, SID_MAX),
-            detail=_optional(detail, DETAIL_MAX),
-        )
-
-        async def insert_row() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(MESSAGES).values(**_row(entry)))
-
-        await self._bounded("recording", insert_row)
+        entry = make_entry(number, direction, text, intent=intent, command=command, source=source,
+                           latency_ms=latency_ms, outcome=outcome, segments=segments, message_sid=message_sid,
+                           detail=detail, at=at)  # fmt: skip
+        await self.store([entry])
         return entry
+
+    async def store(self, entries: Sequence[HistoryEntry]) -> None:
+        """Insert entries made by `make_entry` in one transaction (the audit writer batches them)."""
+        if not entries:
+            return
+        rows = [_row(entry) for entry in entries]
+
+        async def insert_rows() -> None:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(MESSAGES), rows)
+
+        await self._bounded("recording", insert_rows)
 
     async def recent(self, limit: int = 20) -> list[HistoryEntry]:
         """The latest `limit` entries, newest first."""

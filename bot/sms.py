@@ -177,6 +177,8 @@ def fold(text: str, allow_unicode: bool = False) -> str:
       "X", a warning sign "!").
     """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n")
+    if _GSM7.issuperset(text) and "\r" not in text and "\f" not in text:
+        return text  # the usual case: nothing to fold (and the loop below costs a dict lookup per character)
     out: list[str] = []
     in_unknown_run = False
     after_dropped = False  # a dropped emoji leaves its space behind: "🔥 High CPU" should not start with one
@@ -316,6 +318,8 @@ def segment_count(text: str) -> int:
     An empty text counts 1: the network sends it as one segment with no user data.
     """
     if is_gsm7(text):
+        if _GSM7_EXTENDED.isdisjoint(text):  # one septet a character: the division is exact
+            return 1 if len(text) <= _GSM7_SINGLE else -(-len(text) // _GSM7_MULTI)
         return _count(_septet_costs(text), _GSM7_SINGLE, _GSM7_MULTI)
     return _count(_utf16_costs(text), _UCS2_SINGLE, _UCS2_MULTI)
 

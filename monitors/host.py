@@ -37,6 +37,7 @@ class Host:
         self.name = name
         self.path = config.path
         self.timeout_s = config.timeout_s
+        psutil.cpu_percent(interval=None)  # start the CPU clock: each reading averages since the one before
 
     async def health(self) -> Health:
         cpu, memory, disk = await asyncio.to_thread(self._readings)
@@ -66,7 +67,8 @@ class Host:
 
     def _readings(self) -> tuple[float, float, float]:
         try:
-            return (psutil.cpu_percent(interval=0.2), psutil.virtual_memory().percent,
+            # Non-blocking: the CPU share since the previous reading (the health cache spaces them ~10 s).
+            return (psutil.cpu_percent(interval=None), psutil.virtual_memory().percent,
                     psutil.disk_usage(self.path).percent)  # fmt: skip
         except (OSError, psutil.Error) as exc:
             raise BackendError(self.display, "cannot read host figures") from exc

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
+from bot.history import HistoryEntry
 from bot.settings import Settings, load_settings
 from bot.webhook import Webhook
 from tests.servers import free_port
@@ -52,6 +53,11 @@ class Running:
     def webhook(self) -> Webhook:
         webhook: Webhook = self.app.state.webhook
         return webhook
+
+    async def entries(self, limit: int = 20) -> list[HistoryEntry]:
+        """The audit history once everything queued is stored."""
+        await self.webhook.drain()
+        return await self.webhook.history.recent(limit)
 
     async def text(self, body: str, number: str = ALICE, sid: str | None = None, signed: bool = True,
                    extra: Mapping[str, str] | None = None) -> httpx.Response:  # fmt: skip
