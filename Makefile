@@ -35,6 +35,7 @@ test: lint servers
 bench: install
 	$(BIN)/python -m bench.intents
 	$(BIN)/python -m bench.monitors
+	$(BIN)/python -m bench.webhook
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
