@@ -17,6 +17,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.alert_webhooks import AlertWebhooks
+from bot.alerting.notifier import Notifier
+from bot.alerting.runner import rules_running
+from bot.alerting.state import AlertBook
+from bot.alerting.subscriptions import SqlSubscriptions
 from bot.audit import AuditWriter
 from bot.history import open_history
 from bot.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
@@ -56,6 +61,16 @@ SMS_SCHEMA: dict[str, Any] = {
     "responses": {"200": {"description": "TwiML", "content": {"application/xml": {}}}},
 }
 """The webhook's form as Twilio posts it (see tests/fixtures/twilio), so schema-driven fuzzers send it."""
+ALERT_SCHEMA: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+    "responses": {"202": {"description": "accepted"}, "400": {"description": "bad payload"},
+                  "401": {"description": "missing or wrong token"}},
+}  # fmt: skip
+STATUS_SCHEMA: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": {"MessageSid": {"type": "string"}, "MessageStatus": {"type": "string"},
+                                         "To": {"type": "string"}, "ErrorCode": {"type": "string"}}}}}},
+}  # fmt: skip
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -68,8 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = Metrics()
         history = await open_history(settings.database_url, settings.history_path)
         audit = AuditWriter(history)
+        subscriptions = SqlSubscriptions(history.engine)
+        book = AlertBook()
         try:
-            async with open_runtime(settings, extra={"pages": pages, "metrics": metrics}) as runtime:
+            await subscriptions.create()
+            extra = {"pages": pages, "metrics": metrics, "subscriptions": subscriptions, "alert_book": book}
+            async with open_runtime(settings, extra=extra) as runtime:
+                sender = build_sender(settings, runtime.client)
                 webhook = Webhook(
                     settings=settings,
                     security=security,
@@ -83,15 +103,20 @@ def create_app(settings: Settings) -> FastAPI:
                     history=history,
                     audit=audit,
                     metrics=metrics,
-                    sender=build_sender(settings, runtime.client),
+                    sender=sender,
                 )
+                notifier = Notifier(settings, book, runtime.conversation.store, subscriptions, sender, audit, metrics)
+                alerts = AlertWebhooks(settings, notifier)
                 app.state.webhook = webhook
+                app.state.alerts = alerts
                 app.state.runtime = runtime
                 app.state.history = history
-                # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
-                # process: keep the cyclic garbage collector from walking it on every full collection.
-                gc.freeze()
-                yield
+                async with rules_running(settings, runtime.monitors, notifier.handle):
+                    # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
+                    # process: keep the cyclic garbage collector from walking it on every full collection.
+                    gc.freeze()
+                    yield
+                await alerts.drain()
                 await webhook.drain()
         finally:
             await audit.close()
@@ -103,6 +128,21 @@ def create_app(settings: Settings) -> FastAPI:
     async def sms(request: Request) -> Response:
         webhook: Webhook = request.app.state.webhook
         return await webhook(request)
+
+    @app.post("/webhooks/alertmanager", summary="Alertmanager webhook (version 4)", openapi_extra=ALERT_SCHEMA)
+    async def alertmanager_webhook(request: Request) -> Response:
+        hooks: AlertWebhooks = request.app.state.alerts
+        return await hooks.alertmanager(request)
+
+    @app.post("/webhooks/datadog", summary="Datadog webhook", openapi_extra=ALERT_SCHEMA)
+    async def datadog_webhook(request: Request) -> Response:
+        hooks: AlertWebhooks = request.app.state.alerts
+        return await hooks.datadog(request)
+
+    @app.post("/twilio/status", summary="Twilio message status callback", openapi_extra=STATUS_SCHEMA)
+    async def twilio_status(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        return await webhook.status_callback(request)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:

@@ -166,5 +166,46 @@ def history(config_file: Path | None, limit: int) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.group()
+def rules() -> None:
+    """The bot's own threshold rules."""
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+def rules_check(file: Path, config_file: Path | None) -> None:
+    """Validate a rule file and print what each rule evaluates to now against the live Prometheus."""
+    import asyncio
+
+    from bot.alerting.rules import RuleFileError, check_results, format_checks, load_rules, make_evaluator
+    from monitors.base import Kind
+    from monitors.http import new_client
+    from monitors.registry import BuildContext, MonitorConfigError, build_monitors
+
+    settings = _settings(config_file)
+    try:
+        loaded = load_rules(file, templates=settings.metric_templates(), users=settings.users)
+    except RuleFileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+    async def check() -> bool:
+        async with new_client() as client:
+            try:
+                monitors = build_monitors(settings.monitors, BuildContext(client, settings.metric_templates()))
+            except MonitorConfigError as exc:
+                raise click.ClickException(str(exc)) from exc
+            prometheus = next((m for m in monitors.for_kind(Kind.METRICS) if monitors.type_of(m) == "prometheus"), None)
+            if prometheus is None:
+                raise click.ClickException("no prometheus monitor is configured to check the rules against")
+            checks = await check_results(loaded, make_evaluator(prometheus))
+            click.echo(format_checks(checks))
+            return not any(check.error for check in checks)
+
+    if not asyncio.run(check()):
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -274,6 +274,11 @@ class History:
         """Calls that overran `timeout_s`, still unwinding (psycopg asks the server to cancel first)."""
 
     @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for other small tables that live in the same database (alert subscriptions)."""
+        return self._engine
+
+    @property
     def backend(self) -> str:
         """`sqlite` or `postgresql`, for a start-up log line (never the URL)."""
         return self._engine.dialect.name

@@ -262,6 +262,7 @@ class TwilioSender:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_delay_s: float = 30.0,
+        status_callback: str | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -270,6 +271,8 @@ class TwilioSender:
         if backoff_s < 0 or max_delay_s < 0:
             raise ValueError("backoff_s and max_delay_s cannot be negative")
         self.from_number = from_number
+        self.status_callback = status_callback
+        """Where Twilio reports delivered/failed (the bot's /twilio/status), when the public URL is known."""
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_delay_s = max_delay_s
@@ -310,8 +313,9 @@ class TwilioSender:
         with self.http.capture() as captured:
             try:
                 message = await self._twilio.messages.create_async(
-                    to=to, from_=self.from_number, body=body, media_url=list(media_urls) or values.unset
-                )
+                    to=to, from_=self.from_number, body=body, media_url=list(media_urls) or values.unset,
+                    status_callback=self.status_callback or values.unset,
+                )  # fmt: skip
             except TwilioRestException as exc:
                 return _rest_failure(exc.status, exc.code, _twilio_text(exc.msg), captured)
             except TwilioServiceException as exc:
@@ -422,4 +426,5 @@ def build_sender(settings: Settings, client: httpx.AsyncClient) -> TwilioSender 
         present["TWILIO_FROM_NUMBER"],
         client,
         base_url=settings.twilio_api_base_url,
+        status_callback=f"{settings.public_url.rstrip('/')}/twilio/status" if settings.public_url else None,
     )

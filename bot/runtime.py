@@ -14,6 +14,9 @@ from typing import Any
 
 import httpx
 
+from bot.alerting.actions import Actions
+from bot.alerting.state import AlertBook
+from bot.alerting.subscriptions import InMemorySubscriptions
 from bot.build import build_parser, build_store
 from bot.commands import default_registry
 from bot.conversation import Conversation
@@ -52,6 +55,9 @@ async def open_runtime(
             "settings": settings,
             "monitors": monitors,
             "health_cache": HealthCache(settings.health_cache_ttl_s),
+            "alert_book": AlertBook(),
+            "actions": Actions(undo_window_s=settings.undo_window_s),
+            "subscriptions": InMemorySubscriptions(),
             **(extra or {}),
         }
         conversation = Conversation(

@@ -64,6 +64,33 @@ class MetricSpec(BaseModel):
 class User(BaseModel):
     name: str = ""
     role: Literal["viewer", "operator"] = "viewer"
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    """Alerts below this are not texted to this number."""
+    quiet_hours: str | None = Field(None, pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+    """ "22:00-07:00": only critical alerts are texted then (in `timezone`)."""
+    timezone: str = "UTC"
+    subscribed: bool = True
+    """Whether this number gets alert texts until it texts "unsubscribe" (or STOP)."""
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_quiet_hours(cls, value: str | None) -> str | None:
+        if value:
+            from bot.alerting.recipients import parse_quiet_hours
+
+            parse_quiet_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown time zone") from exc
+        return value
 
 
 class Settings(BaseSettings):
@@ -105,6 +132,16 @@ class Settings(BaseSettings):
     """The address `operator serve` listens on (set by serve; checked against dev mode)."""
     log_json: bool = False
     log_level: str = "INFO"
+    rules_file: Path | None = None
+    """Threshold rules (YAML) evaluated inside `operator serve` against Prometheus."""
+    rules_interval_s: float = Field(30.0, gt=0)
+    alert_budget_texts: int = Field(10, ge=2)
+    """Alert texts a number may get per `alert_budget_window_s`; a storm beyond it becomes one summary."""
+    alert_budget_window_s: float = Field(600.0, gt=0)
+    undo_window_s: float = Field(300.0, gt=0)
+    """How long "undo" can reverse a silence or an ack."""
+    datadog_webhook_header: str = "X-Operator-Secret"
+    """The header Datadog's webhook must carry with OPERATOR_WEBHOOK_TOKEN (set it in the webhook's custom headers)."""
     status_deadline_s: float = Field(8.0, gt=0, le=14)
     """`status` answers by then with whatever backends have answered (Twilio waits 15 s)."""
     health_cache_ttl_s: float = Field(10.0, ge=0)
@@ -121,6 +158,9 @@ class Settings(BaseSettings):
     datadog_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_API_KEY"))
     datadog_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_APP_KEY"))
     webhook_token: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_WEBHOOK_TOKEN"))
+    webhook_basic_user: str | None = None
+    """With OPERATOR_WEBHOOK_PASSWORD: Alertmanager may use basic auth instead of the bearer token."""
+    webhook_password: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_WEBHOOK_PASSWORD"))
     pgbouncer_password: SecretStr | None = Field(None, validation_alias=AliasChoices("PGBOUNCER_PASSWORD"))
     elasticsearch_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ELASTICSEARCH_API_KEY"))
     kong_admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KONG_ADMIN_TOKEN"))

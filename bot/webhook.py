@@ -194,6 +194,29 @@ class Webhook:
             segments=segment_count(reply) if reply else 0,
         ))  # fmt: skip
 
+    async def status_callback(self, request: Request) -> Response:
+        """Twilio's report on a message the bot sent (delivered, failed …), signed like the SMS webhook."""
+        body = await _bounded_body(request)
+        if body is None:
+            return Response(status_code=413)
+        try:
+            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        except (UnicodeDecodeError, ValueError):
+            return Response(status_code=400)
+        if not self.security.verify(
+            request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")
+        ):
+            self.metrics.rejected.labels("signature").inc()
+            return Response(status_code=403)
+        fields = dict(params)
+        status = fields.get("MessageStatus") or fields.get("SmsStatus") or "unknown"
+        error = fields.get("ErrorCode", "")
+        self.metrics.deliveries.labels(status[:20]).inc()
+        self.audit.add(make_entry(fields.get("To", ""), "out", "", intent="status", outcome=status,
+                                  message_sid=fields.get("MessageSid") or None,
+                                  detail=f"error {error}" if error else None, segments=0))  # fmt: skip
+        return Response(status_code=204)
+
     async def drain(self) -> None:
         """Wait for deferred answers still being sent, then for their history (at shutdown; in tests)."""
         if self.background:

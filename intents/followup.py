@@ -27,10 +27,11 @@ SLOTS_OF: dict[Intent, frozenset[str]] = {
     Intent.ACK: frozenset({"alert"}),
     Intent.HELP: frozenset({"topic"}),
     Intent.CONFIRM: frozenset({"code"}),
+    Intent.UNSILENCE: frozenset({"id"}),
 }
 """The slots each intent takes (the contract's table)."""
 
-REMEMBERED = frozenset(SLOTS_OF) - {Intent.HELP, Intent.CONFIRM}
+REMEMBERED = frozenset(SLOTS_OF) - {Intent.HELP, Intent.CONFIRM, Intent.UNSILENCE}
 """Commands a follow-up can continue; help, confirmations and paging don't change the subject."""
 
 

@@ -47,6 +47,8 @@ class Intent(StrEnum):
     RESET = "reset"
     CONFIRM = "confirm"
     UNDO = "undo"
+    UNSILENCE = "unsilence"
+    """An addition to the contract: `unsilence <silence id>` ends a silence by the id the bot gave."""
     UNKNOWN = "unknown"
 
 

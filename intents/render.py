@@ -34,7 +34,8 @@ def render(intent: Intent, slots: Mapping[str, SlotValue], catalog: Catalog | No
         parts = ["y", str(slots["code"])] if "code" in slots else ["confirm"]
     else:
         single = {Intent.HELP: "topic", Intent.HEALTH: "system", Intent.DB: "metric",
-                  Intent.GATEWAY: "endpoint", Intent.ALERTS: "state", Intent.ACK: "alert"}.get(intent)  # fmt: skip
+                  Intent.GATEWAY: "endpoint", Intent.ALERTS: "state", Intent.ACK: "alert",
+                  Intent.UNSILENCE: "id"}.get(intent)  # fmt: skip
         if single and single in slots:
             parts.append(str(slots[single]))
     return " ".join(parts)

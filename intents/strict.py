@@ -24,6 +24,7 @@ COMMANDS: dict[str, Intent] = {
     "ack": Intent.ACK, "acknowledge": Intent.ACK, "graph": Intent.GRAPH, "more": Intent.MORE,
     "subscribe": Intent.SUBSCRIBE, "unsubscribe": Intent.UNSUBSCRIBE, "reset": Intent.RESET,
     "confirm": Intent.CONFIRM, "y": Intent.CONFIRM, "yes": Intent.CONFIRM, "undo": Intent.UNDO,
+    "unsilence": Intent.UNSILENCE,
 }  # fmt: skip
 """Command words of the strict syntax, any case."""
 
@@ -159,6 +160,14 @@ def _alert_command(needs_duration: bool) -> Callable[[str, Catalog], Slots | Non
         return slots
 
     return parse
+
+
+_SILENCE_ID = re.compile(r"^[0-9a-f]{8}(?:-?[0-9a-f]{4}){0,3}(?:-?[0-9a-f]{12})?$", re.IGNORECASE)
+
+
+def _unsilence(rest: str, catalog: Catalog) -> Slots | None:
+    """`unsilence <id>`: only with something shaped like a silence id; "unsilence" alone is an undo."""
+    return {"id": rest.lower()} if _SILENCE_ID.match(rest) else None
 
 
 def _confirm(rest: str, catalog: Catalog) -> Slots | None:
@@ -318,4 +327,5 @@ _PARSERS: dict[Intent, Callable[[str, Catalog], Slots | None]] = {
     Intent.RESET: _none,
     Intent.CONFIRM: _confirm,
     Intent.UNDO: _none,
+    Intent.UNSILENCE: _unsilence,
 }

@@ -82,7 +82,7 @@ def test_reset_and_help(conversation: Talker) -> None:
     assert run(conversation, "+1", "reset")[0] == "OK, starting fresh."
     help_text = run(conversation, "+1", "help")[0]
     assert "status" in help_text and len(help_text) <= 306  # two SMS segments
-    assert run(conversation, "+1", "help silence")[0].startswith("silence <alert|number> <duration>")
+    assert run(conversation, "+1", "help silence")[0].startswith("silence <number|alert> <duration>")
 
 
 def test_unknown_without_suggestion(conversation: Talker) -> None:

@@ -16,9 +16,15 @@ SLOTS = {
     "logs": {"terms", "service", "level", "range_s"}, "db": {"metric"}, "gateway": {"endpoint"},
     "alerts": {"state"}, "silence": {"alert", "duration_s"}, "ack": {"alert"},
     "graph": {"metric", "service", "range_s"}, "more": set(), "subscribe": set(), "unsubscribe": set(),
-    "reset": set(), "confirm": {"code"}, "undo": set(), "unknown": {"suggestion"},
+    "reset": set(), "confirm": {"code"}, "undo": set(), "unsilence": {"id"}, "unknown": {"suggestion"},
 }  # fmt: skip
-REQUIRED = {"metrics": {"metric"}, "graph": {"metric"}, "silence": {"alert", "duration_s"}, "ack": {"alert"}}
+REQUIRED = {
+    "metrics": {"metric"},
+    "graph": {"metric"},
+    "silence": {"alert", "duration_s"},
+    "ack": {"alert"},
+    "unsilence": {"id"},
+}
 
 WORDS = [
     "status", "logs", "metrics", "graph", "silence", "ack", "alerts", "help", "db", "gateway", "health", "more",

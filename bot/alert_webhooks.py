@@ -1,0 +1,109 @@
+"""POST /webhooks/alertmanager and /webhooks/datadog: alert notifications in, texts out.
+
+Both need a shared secret (OPERATOR_WEBHOOK_TOKEN): Alertmanager sends it as a bearer token (or
+basic auth, with OPERATOR_WEBHOOK_PASSWORD), Datadog in a custom header. The notification is
+parsed and checked before answering; texting happens after the answer, so a slow Twilio never
+makes Alertmanager time out and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request, Response
+
+from bot.alerting.model import Notification
+from bot.alerting.notifier import Notifier
+from bot.alerting.sources import MAX_BODY_BYTES, BadPayload, parse_alertmanager, parse_datadog
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+@dataclass
+class AlertWebhooks:
+    settings: Settings
+    notifier: Notifier
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def _token(self) -> str | None:
+        token = self.settings.webhook_token
+        return token.get_secret_value() if token is not None and token.get_secret_value().strip() else None
+
+    def _alertmanager_allowed(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        token = self._token()
+        if token and header.lower().startswith("bearer "):
+            return _same(header[7:].strip(), token)
+        password = self.settings.webhook_password
+        expected_user = self.settings.webhook_basic_user
+        if expected_user and password is not None and header.lower().startswith("basic "):
+            try:
+                user, _, given = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            return _same(user, expected_user) and _same(given, password.get_secret_value())
+        return False
+
+    def _datadog_allowed(self, request: Request) -> bool:
+        token = self._token()
+        given = request.headers.get(self.settings.datadog_webhook_header, "")
+        return token is not None and bool(given) and _same(given, token)
+
+    async def alertmanager(self, request: Request) -> Response:
+        return await self._receive(request, self._alertmanager_allowed(request), parse_alertmanager, "alertmanager")
+
+    async def datadog(self, request: Request) -> Response:
+        return await self._receive(request, self._datadog_allowed(request), parse_datadog, "datadog")
+
+    async def _receive(
+        self, request: Request, allowed: bool, parse: Callable[[bytes], Notification], source: str
+    ) -> Response:
+        if not allowed:
+            log.warning("refused a %s webhook without the right token", source)
+            return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        body = await _bounded(request)
+        if body is None:
+            return Response(status_code=413)
+        try:
+            notification = parse(body)
+        except BadPayload as exc:
+            log.warning("refused a %s webhook: %s", source, exc)
+            return Response(f"bad payload: {exc}", status_code=400, media_type="text/plain")
+        task = asyncio.ensure_future(self._deliver(notification))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return Response(status_code=202)
+
+    async def _deliver(self, notification: Notification) -> None:
+        try:
+            await self.notifier.handle(notification)
+        except Exception as exc:  # a background task's outermost frame: log the kind, keep serving
+            log.error("alert delivery failed: %s", type(exc).__name__)
+
+    async def drain(self) -> None:
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+
+
+async def _bounded(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""Alerting by SMS: alert notifications in, grouped numbered texts out, acting on them by reply."""

@@ -1,0 +1,96 @@
+"""Writes waiting for "Y <code>", and the last write each person can still undo.
+
+A silence is echoed back first ("Silence HighCPU{service=checkout} for 1h? Reply Y 4821") so a
+sloppy text cannot mute the wrong thing; the code ties the "Y" to that exact proposal. Done writes
+are kept a few minutes for "undo".
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A silence waiting for its code."""
+
+    code: str
+    fingerprint: str
+    description: str
+    """What the echo said it would silence ("HighCPU{service=checkout}")."""
+    duration_s: int
+    text: str
+    """The user's own words, kept as the silence's comment."""
+    at: float
+
+
+@dataclass(frozen=True)
+class Done:
+    kind: Literal["silence", "ack"]
+    fingerprint: str
+    description: str
+    at: float
+    silence_id: str | None = None
+
+
+class Actions:
+    def __init__(self, proposal_ttl_s: float = 300.0, undo_window_s: float = 300.0, clock: Clock = time.time) -> None:
+        self.proposal_ttl_s = proposal_ttl_s
+        self.undo_window_s = undo_window_s
+        self._clock = clock
+        self._proposals: dict[str, Proposal] = {}
+        self._done: dict[str, Done] = {}
+        self._lock = threading.Lock()
+
+    def propose(self, user: str, fingerprint: str, description: str, duration_s: int, text: str) -> Proposal:
+        """Remember what "Y <code>" from `user` will do; a new proposal replaces an older one."""
+        proposal = Proposal(f"{secrets.randbelow(9000) + 1000}", fingerprint, description, duration_s, text,
+                            self._clock())  # fmt: skip
+        with self._lock:
+            self._proposals[user] = proposal
+        return proposal
+
+    def accept(self, user: str, code: str | None) -> Proposal | None:
+        """The proposal `code` answers (taken: a code works once), or None if none matches or it expired."""
+        with self._lock:
+            proposal = self._proposals.get(user)
+            if proposal is None or self._clock() - proposal.at > self.proposal_ttl_s:
+                self._proposals.pop(user, None)
+                return None
+            if code is not None and code != proposal.code:
+                return None
+            return self._proposals.pop(user)
+
+    def pending_code(self, user: str) -> str | None:
+        with self._lock:
+            proposal = self._proposals.get(user)
+            return proposal.code if proposal and self._clock() - proposal.at <= self.proposal_ttl_s else None
+
+    def done(
+        self, user: str, kind: Literal["silence", "ack"], fingerprint: str, description: str,
+        silence_id: str | None = None,
+    ) -> Done:  # fmt: skip
+        """Remember a write `user` may undo for the next `undo_window_s`."""
+        done = Done(kind, fingerprint, description, self._clock(), silence_id)
+        self.keep(user, done)
+        return done
+
+    def keep(self, user: str, done: Done) -> None:
+        """Put back a write whose undo failed, so the user can retry."""
+        with self._lock:
+            self._done[user] = done
+
+    def undoable(self, user: str) -> Done | None:
+        """The user's last write if still within the undo window (taken: undo works once)."""
+        with self._lock:
+            done = self._done.pop(user, None)
+            if done is None or self._clock() - done.at > self.undo_window_s:
+                return None
+            return done

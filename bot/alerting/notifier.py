@@ -1,0 +1,150 @@
+"""From a notification to texts: drop repeats, update what is open, pick who gets it, keep within
+each person's budget, number the alerts in their context, send, and record everything.
+
+Every alert of every notification goes into the audit history, texted or not, so a storm that the
+budget turns into one summary text loses nothing from the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from bot.alerting.model import AlertEvent, Notification
+from bot.alerting.recipients import Deduplicator, RecipientRule, SendBudget, rules_from_users, wants
+from bot.alerting.state import AlertBook
+from bot.alerting.subscriptions import Subscriptions, SubscriptionsUnavailable
+from bot.alerting.texts import format_firing, format_resolved, format_summary, numbered
+from bot.audit import AuditWriter
+from bot.context import ContextStore
+from bot.history import make_entry
+from bot.observability import Metrics
+from bot.outbound import Sender
+from bot.privacy import mask_number
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEDUP_TTL_S = 600.0
+"""Shorter than Alertmanager's repeat_interval (4 h by default): its retries are dropped, its reminders are not."""
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What one notification led to (for the webhook's answer, metrics and tests)."""
+
+    duplicate: bool = False
+    texts: int = 0
+    held: int = 0
+
+
+class Notifier:
+    def __init__(
+        self,
+        settings: Settings,
+        book: AlertBook,
+        contexts: ContextStore,
+        subscriptions: Subscriptions,
+        sender: Sender | None,
+        audit: AuditWriter | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.book = book
+        self.contexts = contexts
+        self.subscriptions = subscriptions
+        self.sender = sender
+        self.audit = audit
+        self.metrics = metrics
+        self._clock = clock
+        self.recipients: dict[str, RecipientRule] = rules_from_users(settings.users)
+        self.budget = SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)
+        self.dedup = Deduplicator(DEDUP_TTL_S)
+        self._held: dict[str, Counter[str]] = {}
+
+    async def handle(self, notification: Notification) -> Handled:
+        """Text this notification to everyone who should get it now."""
+        if self.dedup.seen(notification.delivery_key):
+            return Handled(duplicate=True)
+        self._record_received(notification)
+        changes = self.book.update(notification)
+        if not changes.worth_texting:
+            return Handled()
+        view = replace(notification, alerts=changes.firing + changes.resolved,
+                       status="firing" if changes.firing else "resolved")  # fmt: skip
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        sends = []
+        held = 0
+        for rule in self.recipients.values():
+            if not await self._wants(rule, view, now):
+                continue
+            text = await self._text_for(rule, view, changes.firing, now)
+            if text is None:
+                held += len(view.alerts)
+                continue
+            sends.append(self._send(rule.number, text))
+        await asyncio.gather(*sends)
+        return Handled(texts=len(sends), held=held)
+
+    async def _wants(self, rule: RecipientRule, view: Notification, now: datetime) -> bool:
+        chosen = view.extra.get("recipients")
+        if chosen and not ({rule.number, rule.name} & {r.strip() for r in chosen.split(",")}):
+            return False
+        try:
+            subscribed = await self.subscriptions.is_subscribed(rule.number, rule.subscribed_by_default)
+        except SubscriptionsUnavailable:
+            subscribed = rule.subscribed_by_default  # an outage of the store must not silence pages
+        return wants(rule, view, now, subscribed, allowlist=self.recipients)
+
+    async def _text_for(
+        self, rule: RecipientRule, view: Notification, firing: Sequence[AlertEvent], now: datetime
+    ) -> str | None:
+        """The text for this person, or None while their budget holds texts back."""
+        decision = self.budget.take(rule.number)
+        held = self._held.setdefault(rule.number, Counter())
+        if decision == "hold":
+            held.update(a.name for a in view.alerts)
+            return None
+        if decision == "summary":
+            held.update(a.name for a in view.alerts)
+            text = format_summary(held, sum(held.values()), paused_for_s=self.settings.alert_budget_window_s)
+            self._held.pop(rule.number, None)
+            return text
+        if not firing:
+            return format_resolved(view)
+        order = numbered(firing)
+        await self._number(rule.number, order)
+        return format_firing(view, order, now, max_segments=self.settings.max_segments,
+                             actions=rule.role == "operator")  # fmt: skip
+
+    async def _number(self, number: str, alerts: Sequence[AlertEvent]) -> None:
+        """So that "ack 2" from this person means the second alert of the text they just got."""
+        context = await self.contexts.get(number)
+        await self.contexts.put(number, replace(context, alerts=tuple(a.fingerprint for a in alerts)))
+
+    async def _send(self, number: str, text: str) -> None:
+        if self.sender is None:
+            log.warning("no Twilio credentials: an alert text to %s was not sent", mask_number(number))
+            outcome, sid = "undeliverable", None
+        else:
+            delivery = await self.sender.send(number, text)
+            outcome, sid = delivery.status, delivery.sid
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(delivery.status).inc()
+        if self.audit is not None:
+            self.audit.add(make_entry(number, "out", text, intent="alert", outcome=outcome, message_sid=sid))
+
+    def _record_received(self, notification: Notification) -> None:
+        if self.audit is None:
+            return
+        for alert in notification.alerts:
+            self.audit.add(make_entry(
+                "", "in", alert.summary or alert.name, intent="alert", command=f"{alert.status} {alert.name}",
+                source=notification.source, outcome=alert.status, segments=0, detail=alert.fingerprint,
+            ))  # fmt: skip
