@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python -m bench.intents
 	$(BIN)/python -m bench.monitors
 	$(BIN)/python -m bench.webhook
+	$(BIN)/python -m bench.alerts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -66,10 +66,10 @@ class AlertmanagerServer:
 
 
 @contextlib.contextmanager
-def alertmanager(tmp: Path) -> Iterator[AlertmanagerServer]:
-    port = free_port()
+def alertmanager(tmp: Path, config_text: str = CONFIG, port: int | None = None) -> Iterator[AlertmanagerServer]:
+    port = port or free_port()
     config = tmp / "alertmanager.yml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     args = [binary("prometheus-alertmanager", "/usr/bin/alertmanager"), f"--config.file={config}",
             f"--storage.path={tmp / 'data'}", f"--web.listen-address={LOOPBACK}:{port}",
             "--cluster.listen-address=", "--log.level=warn"]  # fmt: skip
