@@ -60,6 +60,6 @@ class Conversation:
             elif spec.role == "operator" and role != "operator":
                 answer = Answer(f"Only operators can {parse.intent.value}. Ask an operator on your team.")
             else:
-                answer = await spec.handler(Request(parse, user, role, context, self.resources))
+                answer = await spec.handler(Request(parse, user, role, context, self.resources, text))
             await self.store.put(user, answer.context or context)
         return Reply(answer.text, parse, trace.context_used)

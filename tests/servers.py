@@ -172,17 +172,27 @@ class PrometheusServer:
 
 
 @contextlib.contextmanager
-def prometheus(tmp: Path, targets: dict[str, str], scrape_interval: str = "1s") -> Iterator[PrometheusServer]:
-    """Prometheus scraping `targets` (service label -> host:port) every second."""
+def prometheus(
+    tmp: Path, targets: dict[str, str], scrape_interval: str = "1s", rules: str | None = None,
+    alertmanager: str | None = None,
+) -> Iterator[PrometheusServer]:  # fmt: skip
+    """Prometheus scraping `targets` (service label -> host:port) every second; with `rules` (a rule file's
+    text) it evaluates them every second and sends alerts to `alertmanager` (host:port)."""
     port = free_port()
     jobs = "\n".join(
         f"  - job_name: {service}\n    honor_labels: true\n    static_configs:\n      - targets: ['{address}']\n"
         f"        labels: {{service: {service}}}"
         for service, address in targets.items()
     )
+    extra = ""
+    if rules is not None:
+        (tmp / "rules.yml").write_text(rules)
+        extra += f"rule_files: [{tmp / 'rules.yml'}]\n"
+    if alertmanager is not None:
+        extra += f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n"
     config = tmp / "prometheus.yml"
     config.write_text(
-        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}\n"
+        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: 1s\n{extra}scrape_configs:\n{jobs}\n"
     )
     args = [binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
             f"--web.listen-address={LOOPBACK}:{port}", "--web.enable-lifecycle", "--log.level=warn"]  # fmt: skip

@@ -124,8 +124,8 @@ async def silence(request: Request) -> Answer:
         return Answer(target)
     duration = seconds_of(request.parse.slots, "duration_s") or 3600
     actions: Actions = request.resources["actions"]
-    text = request.parse.command
-    proposal = actions.propose(request.user, target.fingerprint, target.description, duration, text)
+    comment = " ".join(request.text.split())[:200] or request.parse.command
+    proposal = actions.propose(request.user, target.fingerprint, target.description, duration, comment)
     question = f"Silence {target.description} for {format_duration(duration)}? Reply Y {proposal.code}"
     return Answer(question, replace(request.context, pending_code=proposal.code))
 

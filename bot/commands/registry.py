@@ -29,6 +29,8 @@ class Request:
     """The user's context after this parse (handlers may return a changed one)."""
     resources: Mapping[str, Any] = field(default_factory=dict)
     """Shared resources by name (settings, monitors …), set up once by the app factory."""
+    text: str = ""
+    """The text as the user sent it (a silence keeps it as its comment)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import respx
 
 from tests.bot.appserver import ALICE, BOB, Running, message_of, serve, settings_for
 from tests.monitors.servers_alertmanager import AlertmanagerServer, alertmanager
-from tests.servers import free_port
+from tests.servers import Exporter, free_port, prometheus
 
 pytestmark = pytest.mark.anyio
 TWILIO = "http://twilio.test"
@@ -108,7 +108,7 @@ async def test_an_alert_in_alertmanager_is_texted_and_acted_on_by_reply(tmp_path
         assert "1) db1:9100" in by_number[ALICE] and "Reply ack N" in by_number[ALICE]
         assert "Reply ack" not in by_number[BOB]  # viewers are told, not asked to act
 
-        question = message_of(await setup.bot.text("silence 1 1h"))
+        question = message_of(await setup.bot.text("silence  1 for 1h pls, looking into it"))
         assert question.startswith("Silence DiskFull{instance=db1:9100} for 1h? Reply Y ")
         code = question.rsplit(" ", 1)[1]
         assert message_of(await setup.bot.text("Y 0000")).startswith("That code does not match")
@@ -117,7 +117,7 @@ async def test_an_alert_in_alertmanager_is_texted_and_acted_on_by_reply(tmp_path
         [silence] = [s for s in setup.am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"]
         assert {m["name"]: m["value"] for m in silence["matchers"]} == {
             "alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"}  # fmt: skip
-        assert silence["createdBy"] == "alice" and silence["comment"] == "silence 1 1h"
+        assert silence["createdBy"] == "alice" and silence["comment"] == "silence 1 for 1h pls, looking into it"
         assert all(m["isEqual"] and not m["isRegex"] for m in silence["matchers"])
 
         assert message_of(await setup.bot.text("undo")).startswith("Silence of DiskFull")
@@ -230,3 +230,33 @@ async def test_unsubscribed_numbers_get_no_alerts_even_after_a_restart(tmp_path:
         texts = await setup.wait_for_texts(1)
         assert [t["To"] for t in texts] == [ALICE]
         assert message_of(await setup.bot.text("subscribe", number=BOB)).startswith("Subscribed")
+
+
+PROMETHEUS_RULES = """\
+groups:
+  - name: operator-e2e
+    rules:
+      - alert: KnownValueHigh
+        expr: operator_test_known_value > 50
+        for: 0s
+        labels: {severity: critical}
+        annotations: {summary: "known value is {{ $value }}"}
+"""
+
+
+async def test_a_prometheus_rule_fires_through_alertmanager_to_a_phone(tmp_path: Path) -> None:
+    """The whole chain with real servers: exporter -> Prometheus rule -> Alertmanager -> bot -> SMS."""
+    exporter = Exporter()
+    exporter.known.labels("checkout").set(10)
+    try:
+        async with running(tmp_path) as setup:
+            am_address = setup.am.url.removeprefix("http://")
+            (tmp_path / "prom").mkdir()
+            with prometheus(tmp_path / "prom", {"checkout": f"127.0.0.1:{exporter.port}"}, rules=PROMETHEUS_RULES,
+                            alertmanager=am_address):  # fmt: skip
+                exporter.known.labels("checkout").set(80)
+                texts = await setup.wait_for_texts(2, timeout=30)
+        assert sorted(t["To"] for t in texts) == [ALICE, BOB]
+        assert all("KnownValueHigh" in t["Body"] and "known value is 80" in t["Body"] for t in texts)
+    finally:
+        exporter.stop()
