@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bot.alerting.state import AlertBook
 from bot.commands.registry import Answer, Request, command
 from bot.pages import PageStore
+from monitors.formatting import safe
 
 
 @command("more", usage="more")
@@ -22,10 +24,32 @@ async def reset(request: Request) -> Answer:
     return Answer("OK, starting fresh.")
 
 
+_ALERT_VERBS = frozenset({"ack", "acknowledge", "silence", "mute", "snooze"})
+
+
 @command("unknown", usage="")
 async def unknown(request: Request) -> Answer:
     """A text that matched no command: offer the closest one, or point at HELP."""
     suggestion = request.parse.suggestion
+    choices = _alert_choices(request) if suggestion == "alerts" else None
+    if choices:
+        return Answer(choices)
     if suggestion:
         return Answer(f"Did you mean: {suggestion}? Reply Y")
     return Answer("Sorry, I didn't get that. Text HELP for what I can do.")
+
+
+def _alert_choices(request: Request) -> str | None:
+    """ "ack" alone, with several alerts numbered for this person: list them instead of guessing."""
+    words = request.text.lower().split()
+    if not words or words[0] not in _ALERT_VERBS or not request.context.alerts:
+        return None
+    book: AlertBook | None = request.resources.get("alert_book")
+    lines = []
+    for number, fingerprint in enumerate(request.context.alerts[:8], 1):
+        known = book.get(fingerprint) if book is not None else None
+        label = known.event.name if known is not None else fingerprint[:12]
+        where = next((known.event.labels[k] for k in ("service", "instance", "job")
+                      if known is not None and k in known.event.labels), "")  # fmt: skip
+        lines.append(f"{number}) {safe(label, 40)} {safe(where, 30)}".rstrip())
+    return f"Which one? Reply {words[0]} N:\n" + "\n".join(lines)

@@ -125,6 +125,20 @@ async def test_an_alert_in_alertmanager_is_texted_and_acted_on_by_reply(tmp_path
         assert states[silence["id"]] == "expired"
 
 
+async def test_a_bare_ack_with_several_alerts_lists_the_choices(tmp_path: Path) -> None:
+    async with running(tmp_path) as setup:
+        hooks = setup.bot.app.state.alerts
+        auth = {"Authorization": f"Bearer {HOOK_TOKEN}"}
+        firing = (FIXTURES / "alertmanager" / "webhook_v4_firing.json").read_bytes()
+        await setup.bot.client.post(f"{setup.bot.url}/webhooks/alertmanager", content=firing, headers=auth)
+        await hooks.drain()
+        assert (
+            message_of(await setup.bot.text("ack"))
+            == "Which one? Reply ack N:\n1) DiskFull db1:9100\n2) DiskFull db2:9100"
+        )
+        assert message_of(await setup.bot.text("ack 2")).startswith("Acked DiskFull{instance=db2:9100,job=node}")
+
+
 async def test_ack_stops_repeats_and_viewers_cannot_ack(tmp_path: Path) -> None:
     async with running(tmp_path) as setup:
         setup.am.fire({"alertname": "HighCPU", "service": "checkout", "severity": "critical"})
