@@ -84,9 +84,9 @@ def start(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.P
     return process, url
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+def wrk(url: str, script: Path, seconds: int, connections: int, threads: int = 2) -> dict[str, float]:
     output = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/sms"],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/sms"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]

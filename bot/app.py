@@ -20,18 +20,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.alert_webhooks import AlertWebhooks
 from bot.alerting.notifier import Notifier
 from bot.alerting.runner import rules_running
-from bot.alerting.state import AlertBook
 from bot.alerting.subscriptions import SqlSubscriptions
 from bot.audit import AuditWriter
 from bot.history import open_history
-from bot.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
 from bot.observability import Metrics, setup_logging
 from bot.outbound import build_sender
-from bot.pages import InMemoryPageStore
 from bot.replies import SmsReplies
 from bot.runtime import open_runtime
 from bot.security import WebhookSecurity
 from bot.settings import Settings, load_settings
+from bot.stores import open_stores
 from bot.webhook import Webhook
 from monitors.resilience import fan_out
 
@@ -79,39 +77,37 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
         metrics = Metrics()
         history = await open_history(settings.database_url, settings.history_path)
         audit = AuditWriter(history)
         subscriptions = SqlSubscriptions(history.engine)
-        book = AlertBook()
+        stores = await open_stores(settings)
         try:
-            await subscriptions.create()
-            extra = {"pages": pages, "metrics": metrics, "subscriptions": subscriptions, "alert_book": book}
-            async with open_runtime(settings, extra=extra) as runtime:
+            extra = {"pages": stores.pages, "metrics": metrics, "subscriptions": subscriptions,
+                     "alert_book": stores.alerts, "actions": stores.actions}  # fmt: skip
+            async with open_runtime(settings, extra=extra, contexts=stores.contexts) as runtime:
                 sender = build_sender(settings, runtime.client)
                 webhook = Webhook(
                     settings=settings,
                     security=security,
                     conversation=runtime.conversation,
-                    replies=SmsReplies(pages, settings.max_segments, settings.allow_emoji),
-                    limiter=InMemoryRateLimiter(
-                        TokenBuckets(settings.rate_burst, settings.rate_per_minute),
-                        TokenBuckets(settings.global_rate_per_minute / 6, settings.global_rate_per_minute),
-                    ),
-                    idempotency=InMemoryIdempotency(),
+                    replies=SmsReplies(stores.pages, settings.max_segments, settings.allow_emoji),
+                    limiter=stores.limiter,
+                    idempotency=stores.idempotency,
                     history=history,
                     audit=audit,
                     metrics=metrics,
                     sender=sender,
                 )
-                notifier = Notifier(settings, book, runtime.conversation.store, subscriptions, sender, audit, metrics)
+                notifier = Notifier(settings, stores.alerts, stores.contexts, subscriptions, sender, audit, metrics,
+                                    dedup=stores.dedup, budget=stores.budget)  # fmt: skip
                 alerts = AlertWebhooks(settings, notifier)
                 app.state.webhook = webhook
                 app.state.alerts = alerts
                 app.state.runtime = runtime
                 app.state.history = history
-                async with rules_running(settings, runtime.monitors, notifier.handle):
+                app.state.stores = stores
+                async with rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease):
                     # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
                     # process: keep the cyclic garbage collector from walking it on every full collection.
                     gc.freeze()
@@ -119,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await alerts.drain()
                 await webhook.drain()
         finally:
+            await stores.close()
             await audit.close()
             await history.close()
 

@@ -1,4 +1,4 @@
-"""The `operator` command line: chat, the intent tools (and, as they land, serve and history)."""
+"""The `operator` command line: chat, the intent tools, serve, history, db upgrade and rules check."""
 
 from __future__ import annotations
 
@@ -133,6 +133,11 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, dev: boo
     if dev:
         os.environ["OPERATOR_DEV_MODE"] = "true"
     settings = _settings(config_file)
+    if workers > 1 and settings.redis_url is None:
+        raise click.ClickException(
+            f"--workers {workers} needs REDIS_URL: without a shared store each worker would keep its own "
+            "conversations, rate limits and repeated-webhook memory"
+        )
     try:
         create_app(settings)  # fail here, once, with a clear line, rather than in every worker
     except ConfigError as exc:
@@ -164,6 +169,27 @@ def history(config_file: Path | None, limit: int) -> None:
         asyncio.run(show_recent(settings.database_url, settings.history_path, limit, sys.stdout))
     except HistoryUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def db() -> None:
+    """The SQL database (audit history, alert subscriptions): its schema migrations."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_file: Path | None) -> None:
+    """Migrate the schema to this version's head revision: before a deploy, or for a migration too long
+    for start-up (every instance also upgrades when it starts; several at once are safe)."""
+    from bot.history import HistoryUnavailable
+    from bot.migrate import main_upgrade
+
+    settings = _settings(config_file)
+    try:
+        revision = main_upgrade(settings.database_url, settings.history_path)
+    except HistoryUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"database schema at revision {revision}")
 
 
 @main.group()

@@ -15,7 +15,8 @@ from typing import Any
 
 from bot.commands.registry import Answer, CommandRegistry, Request, Role
 from bot.context import ContextStore
-from intents import Parse, Parser, remember
+from bot.stores import CONTEXT_UNAVAILABLE, STATE_UNAVAILABLE, StoreUnavailable
+from intents import Context, Intent, Parse, Parser, remember
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,11 @@ class Conversation:
     async def reply(self, user: str, text: str, role: Role = "viewer") -> Reply:
         """Answer one text from `user`, reading and updating their context."""
         async with self._lock(user):
-            context = await self.store.get(user)
+            degraded = False
+            try:
+                context = await self.store.get(user)
+            except StoreUnavailable:
+                context, degraded = Context(), True  # answer without memory rather than not at all
             trace = self.parser.explain(text, context, detail=False)
             parse = trace.parse
             context = remember(context, parse)
@@ -60,6 +65,24 @@ class Conversation:
             elif spec.role == "operator" and role != "operator":
                 answer = Answer(f"Only operators can {parse.intent.value}. Ask an operator on your team.")
             else:
-                answer = await spec.handler(Request(parse, user, role, context, self.resources, text))
-            await self.store.put(user, answer.context or context)
-        return Reply(answer.text, parse, trace.context_used)
+                try:
+                    answer = await spec.handler(Request(parse, user, role, context, self.resources, text))
+                except StoreUnavailable:  # alert state, pending silences: say so, don't guess
+                    answer, degraded = Answer(STATE_UNAVAILABLE), True
+            try:
+                await self.store.put(user, answer.context or context)
+            except StoreUnavailable:
+                degraded = True
+        reply = answer.text
+        if degraded and (trace.follow_up or _needs_memory(parse)):
+            reply = f"{reply}\n{CONTEXT_UNAVAILABLE}"
+        return Reply(reply, parse, trace.context_used)
+
+
+_STATEFUL = frozenset({Intent.UNKNOWN, Intent.MORE, Intent.CONFIRM, Intent.UNDO})
+
+
+def _needs_memory(parse: Parse) -> bool:
+    """Whether this text leaned on what the conversation remembers (a follow-up, "more", a list number)."""
+    alert = parse.slots.get("alert")
+    return parse.intent in _STATEFUL or (isinstance(alert, str) and alert.isdigit())

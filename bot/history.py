@@ -2,8 +2,8 @@
 
 SQLite in a file by default, so a fresh install keeps history with zero set-up; PostgreSQL when a
 `DATABASE_URL` is configured, so several instances share one history and a dashboard can read it.
-SQLAlchemy Core (async) speaks to both; the schema is `MESSAGES` in `METADATA`, ready for Alembic's
-`target_metadata` when migrations arrive (until then `open_history` creates the table if missing).
+SQLAlchemy Core (async) speaks to both; the schema is `MESSAGES` in `METADATA`, which Alembic's migrations
+(`bot/migrations/`) produce; `open_history` upgrades the schema to the head revision.
 
 Privacy is enforced here, not left to callers: `History.record` takes the raw phone number and stores
 only its mask, strips control characters (terminal escapes, bidi overrides, NULs) from every text
@@ -70,6 +70,8 @@ NUMBER_MAX = 32
 SID_MAX = 64
 DEFAULT_TIMEOUT_S = 5.0
 """Per call: long enough for a busy SQLite file or a cross-zone PostgreSQL, well inside Twilio's 15 s."""
+MIGRATE_TIMEOUT_S = 60.0
+"""How long start-up waits for the schema migration lock (another instance migrating) before failing."""
 
 
 class Outcome(StrEnum):
@@ -350,14 +352,17 @@ class History:
 
         await self._bounded("checking", select_one)
 
-    async def create_table(self) -> None:
-        """Create the table and its indexes if missing (the bootstrap until Alembic migrations land)."""
+    async def migrate(self, lock_timeout_s: float) -> str:
+        """Bring the schema to the head revision (`bot.migrate`) and return it. Bounded by the lock's
+        wait plus the call timeout, not the call timeout alone: another instance may be migrating."""
+        from bot.migrate import upgrade  # bot.migrate builds on this module
 
-        async def create() -> None:
-            async with self._engine.begin() as conn:
-                await conn.run_sync(METADATA.create_all)
-
-        await self._bounded("creating the table", create)
+        await self.ping()  # a hung or unreachable server fails within the call timeout, not the lock's
+        return await self._bounded(
+            "migrating the schema",
+            lambda: upgrade(self._engine, lock_timeout_s=lock_timeout_s),
+            timeout_s=lock_timeout_s + self._timeout_s,
+        )
 
     async def close(self) -> None:
         """Stop calls that overran (a second cancel makes psycopg drop the connection), then the pool."""
@@ -377,7 +382,9 @@ class History:
     ) -> None:
         await self.close()
 
-    async def _bounded(self, doing: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    async def _bounded(
+        self, doing: str, work: Callable[[], Coroutine[Any, Any, T]], timeout_s: float | None = None
+    ) -> T:
         """Run `work` within `timeout_s` and turn every database failure into `HistoryUnavailable`.
 
         The work runs as its own task so the caller gets its answer at `timeout_s` exactly: on
@@ -386,13 +393,13 @@ class History:
         """
         task = asyncio.ensure_future(work())
         try:
-            done, _ = await asyncio.wait({task}, timeout=self._timeout_s)
+            done, _ = await asyncio.wait({task}, timeout=timeout_s or self._timeout_s)
         except asyncio.CancelledError:
             self._abandon(task)
             raise
         if not done:
             self._abandon(task)
-            raise HistoryUnavailable(f"timed out after {self._timeout_s:g} s {doing}")
+            raise HistoryUnavailable(f"timed out after {timeout_s or self._timeout_s:g} s {doing}")
         try:
             return task.result()
         except (SQLAlchemyError, OSError) as exc:
@@ -550,9 +557,16 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise HistoryUnavailable(reason_of(exc) + " (opening the history file)") from exc
 
 
-async def open_history(database_url: str | None, sqlite_path: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> History:
+async def open_history(
+    database_url: str | None,
+    sqlite_path: Path,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    migrate_timeout_s: float = MIGRATE_TIMEOUT_S,
+) -> History:
     """The history on PostgreSQL when `database_url` is set, else in the SQLite file `sqlite_path`,
-    with its table created if missing. Raises `HistoryUnavailable` (the engine is disposed first)."""
+    with the schema migrated to the head revision. Raises `HistoryUnavailable` (the engine is disposed
+    first)."""
     url = engine_url(database_url, sqlite_path)
     if url.drivername.startswith("sqlite"):
         await asyncio.to_thread(_prepare_sqlite_file, Path(url.database or ""))
@@ -562,7 +576,7 @@ async def open_history(database_url: str | None, sqlite_path: Path, *, timeout_s
         engine = create_async_engine(url, hide_parameters=True, pool_pre_ping=True)
     history = History(engine, timeout_s)
     try:
-        await history.create_table()
+        await history.migrate(migrate_timeout_s)
     except HistoryUnavailable:
         await history.close()
         raise

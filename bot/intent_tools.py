@@ -24,7 +24,7 @@ class ContextualParser:
 
     def __init__(self, parser: Parser, store: InMemoryContextStore | None = None) -> None:
         self.parser = parser
-        self.store = store or InMemoryContextStore()
+        self.store = store if store is not None else InMemoryContextStore()
 
     def explain(self, user: str, text: str) -> Trace:
         context = self.store.get_now(user)

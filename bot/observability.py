@@ -60,4 +60,5 @@ def setup_logging(json: bool = False, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for chatty in ("httpx", "httpcore"):  # they log whole request URLs (account ids, internal hosts)
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # bot.migrate logs one line when it migrates
     logging.getLogger("psycopg").setLevel(logging.ERROR)  # its cancel warnings name the database host

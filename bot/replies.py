@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.conversation import Reply
 from bot.pages import PageStore
 from bot.sms import fold, paginate
+from bot.stores import StoreUnavailable
 from intents.durations import format_duration
 from intents.models import Intent
 
@@ -39,5 +40,8 @@ class SmsReplies:
         text = f"{note} {reply.text}" if note else reply.text
         pages = paginate(fold(text, allow_unicode=self.allow_emoji), self.max_segments, MORE_HINT)
         if reply.parse.intent is not Intent.MORE:
-            await self.pages.keep(user, pages[1:])
+            try:
+                await self.pages.keep(user, pages[1:])
+            except StoreUnavailable:
+                pass  # the first page still goes out; "more" will say there is nothing more
         return pages[0]

@@ -19,6 +19,7 @@ from bot.alerting.state import AlertBook
 from bot.alerting.subscriptions import InMemorySubscriptions
 from bot.build import build_parser, build_store
 from bot.commands import default_registry
+from bot.context import ContextStore
 from bot.conversation import Conversation
 from bot.settings import ConfigError, Settings
 from intents import Parser
@@ -41,6 +42,7 @@ async def open_runtime(
     parser: Parser | None = None,
     client: httpx.AsyncClient | None = None,
     extra: Mapping[str, Any] | None = None,
+    contexts: ContextStore | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything a running bot shares; the client is closed on exit (unless it was given)."""
     own_client = client is None
@@ -60,9 +62,8 @@ async def open_runtime(
             "subscriptions": InMemorySubscriptions(),
             **(extra or {}),
         }
-        conversation = Conversation(
-            parser or build_parser(settings), build_store(settings), default_registry(), resources
-        )
+        store = contexts if contexts is not None else build_store(settings)
+        conversation = Conversation(parser or build_parser(settings), store, default_registry(), resources)
         yield Runtime(settings, http, monitors, conversation)
     finally:
         if own_client:

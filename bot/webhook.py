@@ -9,6 +9,7 @@ after which the answer follows by the REST API. Whatever happens, the answer is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -32,6 +33,7 @@ from bot.replies import SmsReplies
 from bot.security import WebhookSecurity
 from bot.settings import Settings
 from bot.sms import segment_count
+from bot.stores import ReplyPending, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -104,29 +106,40 @@ class Webhook:
         return await self._answer(number, role, fields.get("Body", ""), fields.get("MessageSid", ""), started)
 
     async def _answer(self, number: str, role: Role, text: str, sid: str, started: float) -> Response:
-        if sid:
-            earlier = await self.idempotency.claim_if_done(sid)
-            if earlier is not None:
-                self.metrics.rejected.labels("duplicate").inc()
-                return Response(earlier, media_type=TWIML)
-        verdict = await self.limiter.check(number)
-        if verdict is not Verdict.ALLOW:
-            self.metrics.rejected.labels("rate_limited").inc()
-            await self._record(number, text, "-", "", "rate_limited", started)
-            return Response(twiml(SLOW_DOWN if verdict is Verdict.WARN else ""), media_type=TWIML)
-        if sid:
-            earlier = await self.idempotency.claim(sid)
-            if earlier is not None:
-                self.metrics.rejected.labels("duplicate").inc()
-                return Response(earlier, media_type=TWIML)
+        # With the shared store down, limits and deduplication fail open: answering twice or too often
+        # beats not answering someone who was paged.
+        claimed = False
+        try:
+            if sid:
+                earlier = await self.idempotency.claim_if_done(sid)
+                if earlier is not None:
+                    self.metrics.rejected.labels("duplicate").inc()
+                    return Response(earlier, media_type=TWIML)
+            verdict = await self.limiter.check(number)
+            if verdict is not Verdict.ALLOW:
+                self.metrics.rejected.labels("rate_limited").inc()
+                await self._record(number, text, "-", "", "rate_limited", started)
+                return Response(twiml(SLOW_DOWN if verdict is Verdict.WARN else ""), media_type=TWIML)
+            if sid:
+                earlier = await self.idempotency.claim(sid)
+                if earlier is not None:
+                    self.metrics.rejected.labels("duplicate").inc()
+                    return Response(earlier, media_type=TWIML)
+                claimed = True
+        except ReplyPending:
+            return Response(twiml(), media_type=TWIML)  # another instance is answering this very message
+        except StoreUnavailable as exc:
+            log.error("shared store unavailable, answering without limits: %s", exc)
         try:
             xml = await self._run(number, role, text, started)
         except BaseException:
-            if sid:
-                await self.idempotency.abandon(sid)
+            if claimed:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.idempotency.abandon(sid)
             raise
-        if sid:
-            await self.idempotency.finish(sid, xml)
+        if claimed:
+            with contextlib.suppress(StoreUnavailable):
+                await self.idempotency.finish(sid, xml)
         return Response(xml, media_type=TWIML)
 
     async def _run(self, number: str, role: Role, text: str, started: float) -> str:

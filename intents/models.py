@@ -152,3 +152,6 @@ class Trace:
     context_used: tuple[str, ...]
     """Slot names (or "intent") taken from the user's context."""
     parse: Parse
+    follow_up: bool = False
+    """Phrased as a continuation ("what about memory?", "ack it"), context or not: without the context,
+    the bot says it could not remember rather than answer as if the text stood alone."""

@@ -98,7 +98,8 @@ class Parser:
             return self._trace(text, normalized, analysis, _unknown("help" if normalized else None), ())
         scores, features = self._score(analysis)
         parse, used = self._decide(analysis, features, scores, context)
-        return self._trace(text, normalized, analysis, parse, used, scores)
+        follow_up = "FOLLOWUP" in features or refers_back(analysis)
+        return self._trace(text, normalized, analysis, parse, used, scores, follow_up)
 
     def _join_split_words(self, tokens: list[Token]) -> tuple[Token, ...]:
         """ "pay ment", "cpu on check out": dictation splits names in two; join them back.
@@ -300,6 +301,7 @@ class Parser:
         parse: Parse,
         used: tuple[str, ...],
         scores: Sequence[Score] = (),
+        follow_up: bool = False,
     ) -> Trace:
         return Trace(
             text=text,
@@ -311,6 +313,7 @@ class Parser:
             reasons={s.intent: s.hits for s in scores if s.hits},
             context_used=used,
             parse=parse,
+            follow_up=follow_up,
         )
 
 

@@ -49,7 +49,7 @@ class Actions:
         self._done: dict[str, Done] = {}
         self._lock = threading.Lock()
 
-    def propose(self, user: str, fingerprint: str, description: str, duration_s: int, text: str) -> Proposal:
+    async def propose(self, user: str, fingerprint: str, description: str, duration_s: int, text: str) -> Proposal:
         """Remember what "Y <code>" from `user` will do; a new proposal replaces an older one."""
         proposal = Proposal(f"{secrets.randbelow(9000) + 1000}", fingerprint, description, duration_s, text,
                             self._clock())  # fmt: skip
@@ -57,7 +57,7 @@ class Actions:
             self._proposals[user] = proposal
         return proposal
 
-    def accept(self, user: str, code: str | None) -> Proposal | None:
+    async def accept(self, user: str, code: str | None) -> Proposal | None:
         """The proposal `code` answers (taken: a code works once), or None if none matches or it expired."""
         with self._lock:
             proposal = self._proposals.get(user)
@@ -68,26 +68,26 @@ class Actions:
                 return None
             return self._proposals.pop(user)
 
-    def pending_code(self, user: str) -> str | None:
+    async def pending_code(self, user: str) -> str | None:
         with self._lock:
             proposal = self._proposals.get(user)
             return proposal.code if proposal and self._clock() - proposal.at <= self.proposal_ttl_s else None
 
-    def done(
+    async def done(
         self, user: str, kind: Literal["silence", "ack"], fingerprint: str, description: str,
         silence_id: str | None = None,
     ) -> Done:  # fmt: skip
         """Remember a write `user` may undo for the next `undo_window_s`."""
         done = Done(kind, fingerprint, description, self._clock(), silence_id)
-        self.keep(user, done)
+        await self.keep(user, done)
         return done
 
-    def keep(self, user: str, done: Done) -> None:
+    async def keep(self, user: str, done: Done) -> None:
         """Put back a write whose undo failed, so the user can retry."""
         with self._lock:
             self._done[user] = done
 
-    def undoable(self, user: str) -> Done | None:
+    async def undoable(self, user: str) -> Done | None:
         """The user's last write if still within the undo window (taken: undo works once)."""
         with self._lock:
             done = self._done.pop(user, None)

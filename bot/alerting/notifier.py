@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from bot.alerting.model import AlertEvent, Notification
 from bot.alerting.recipients import Deduplicator, RecipientRule, SendBudget, rules_from_users, wants
-from bot.alerting.state import AlertBook
+from bot.alerting.state import Changes
 from bot.alerting.subscriptions import Subscriptions, SubscriptionsUnavailable
 from bot.alerting.texts import format_firing, format_resolved, format_summary, numbered
 from bot.audit import AuditWriter
@@ -27,11 +27,9 @@ from bot.observability import Metrics
 from bot.outbound import Sender
 from bot.privacy import mask_number
 from bot.settings import Settings
+from bot.stores import DEDUP_TTL_S, AlertStore, BudgetStore, DedupStore, LocalBudget, LocalDedup, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-DEDUP_TTL_S = 600.0
-"""Shorter than Alertmanager's repeat_interval (4 h by default): its retries are dropped, its reminders are not."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +45,15 @@ class Notifier:
     def __init__(
         self,
         settings: Settings,
-        book: AlertBook,
+        book: AlertStore,
         contexts: ContextStore,
         subscriptions: Subscriptions,
         sender: Sender | None,
         audit: AuditWriter | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        dedup: DedupStore | None = None,
+        budget: BudgetStore | None = None,
     ) -> None:
         self.settings = settings
         self.book = book
@@ -64,16 +64,27 @@ class Notifier:
         self.metrics = metrics
         self._clock = clock
         self.recipients: dict[str, RecipientRule] = rules_from_users(settings.users)
-        self.budget = SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)
-        self.dedup = Deduplicator(DEDUP_TTL_S)
+        self.budget: BudgetStore = (
+            budget
+            if budget is not None
+            else LocalBudget(SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s))
+        )
+        self.dedup: DedupStore = dedup if dedup is not None else LocalDedup(Deduplicator(DEDUP_TTL_S))
         self._held: dict[str, Counter[str]] = {}
 
     async def handle(self, notification: Notification) -> Handled:
         """Text this notification to everyone who should get it now."""
-        if self.dedup.seen(notification.delivery_key):
-            return Handled(duplicate=True)
+        try:
+            if await self.dedup.seen(notification.delivery_key):
+                return Handled(duplicate=True)
+        except StoreUnavailable as exc:
+            log.error("alert deduplication unavailable: %s", exc)  # a repeat may text twice; better than never
         self._record_received(notification)
-        changes = self.book.update(notification)
+        try:
+            changes = await self.book.update(notification)
+        except StoreUnavailable as exc:
+            log.error("open alerts unavailable, texting the notification as it is: %s", exc)
+            changes = Changes(firing=notification.firing, resolved=notification.resolved)
         if not changes.worth_texting:
             return Handled()
         view = replace(notification, alerts=changes.firing + changes.resolved,
@@ -106,7 +117,10 @@ class Notifier:
         self, rule: RecipientRule, view: Notification, firing: Sequence[AlertEvent], now: datetime
     ) -> str | None:
         """The text for this person, or None while their budget holds texts back."""
-        decision = self.budget.take(rule.number)
+        try:
+            decision = await self.budget.take(rule.number)
+        except StoreUnavailable:
+            decision = "send"
         held = self._held.setdefault(rule.number, Counter())
         if decision == "hold":
             held.update(a.name for a in view.alerts)
@@ -125,8 +139,11 @@ class Notifier:
 
     async def _number(self, number: str, alerts: Sequence[AlertEvent]) -> None:
         """So that "ack 2" from this person means the second alert of the text they just got."""
-        context = await self.contexts.get(number)
-        await self.contexts.put(number, replace(context, alerts=tuple(a.fingerprint for a in alerts)))
+        try:
+            context = await self.contexts.get(number)
+            await self.contexts.put(number, replace(context, alerts=tuple(a.fingerprint for a in alerts)))
+        except StoreUnavailable:
+            pass  # the text still goes out; replies by number will say the list is unknown
 
     async def _send(self, number: str, text: str) -> None:
         if self.sender is None:

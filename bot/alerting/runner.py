@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,18 +18,22 @@ from pathlib import Path
 from bot.alerting.model import Notification
 from bot.alerting.rules import RuleEngine, RuleFileError, load_rules, make_evaluator, run_rules
 from bot.settings import ConfigError, Settings
+from bot.stores import Lease, StoreUnavailable
 from monitors.base import Kind
 from monitors.registry import MonitorRegistry
 
+log = logging.getLogger(__name__)
+
 
 class FileLease:
-    """An exclusive, non-blocking lock on a file, held until release or process death."""
+    """An exclusive, non-blocking lock on a file, held until release or process death: the lease for the
+    workers of one machine (several machines share a Redis lease instead)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
-    def hold(self) -> bool:
+    async def hold(self) -> bool:
         if self._fd is not None:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -40,7 +45,7 @@ class FileLease:
         self._fd = fd
         return True
 
-    def release(self) -> None:
+    async def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -50,15 +55,26 @@ class FileLease:
 class LeasedRuleEngine(RuleEngine):
     """Ticks only while this process holds the lease (an empty tick otherwise)."""
 
-    lease: FileLease
+    lease: Lease
+    holding: bool = False
 
     async def tick(self) -> list[Notification]:
-        return await super().tick() if self.lease.hold() else []
+        try:
+            held = await self.lease.hold()
+        except StoreUnavailable:
+            held = False  # without the shared store, nobody may be sure they are the only one
+        if held != self.holding:
+            self.holding = held
+            log.info("rules lease %s", "taken: evaluating the rules here" if held else "lost")
+        return await super().tick() if held else []
 
 
 @asynccontextmanager
 async def rules_running(
-    settings: Settings, monitors: MonitorRegistry, sink: Callable[[Notification], Awaitable[object]]
+    settings: Settings,
+    monitors: MonitorRegistry,
+    sink: Callable[[Notification], Awaitable[object]],
+    lease: Lease | None = None,
 ) -> AsyncIterator[LeasedRuleEngine | None]:
     """The rules loop for as long as the context lasts (nothing when no rules file is configured)."""
     if settings.rules_file is None:
@@ -72,7 +88,11 @@ async def rules_running(
     if prometheus is None:
         raise ConfigError("rules_file is set but no prometheus monitor is configured to evaluate it")
     engine = LeasedRuleEngine(rules, make_evaluator(prometheus))
-    engine.lease = FileLease(settings.history_path.expanduser().resolve().parent / ".operator-rules.lock")
+    engine.lease = (
+        lease
+        if lease is not None
+        else FileLease(settings.history_path.expanduser().resolve().parent / ".operator-rules.lock")
+    )
 
     async def deliver(notification: Notification) -> None:
         await sink(notification)
@@ -84,4 +104,4 @@ async def rules_running(
     finally:
         stop.set()
         await task
-        engine.lease.release()
+        await engine.lease.release()

@@ -45,7 +45,8 @@ class Changes:
 
 
 class AlertBook:
-    """Open alerts in memory (a shared store can implement the same methods for several instances)."""
+    """Open alerts in memory (`bot.redis_stores.RedisAlertBook` implements the same methods for several
+    instances). Async so both can be used the same way."""
 
     def __init__(self, tombstone_s: float = 3600.0, max_alerts: int = 50_000, clock: Clock = time.time) -> None:
         self.tombstone_s = tombstone_s
@@ -55,7 +56,7 @@ class AlertBook:
         self._resolved: OrderedDict[str, tuple[float, datetime | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def update(self, notification: Notification) -> Changes:
+    async def update(self, notification: Notification) -> Changes:
         now = self._clock()
         firing: list[AlertEvent] = []
         resolved: list[AlertEvent] = []
@@ -100,19 +101,19 @@ class AlertBook:
         while self._resolved and next(iter(self._resolved.values()))[0] < now - self.tombstone_s:
             self._resolved.popitem(last=False)
 
-    def get(self, fingerprint: str) -> OpenAlert | None:
+    async def get(self, fingerprint: str) -> OpenAlert | None:
         with self._lock:
             return self._open.get(fingerprint)
 
-    def open_alerts(self) -> list[OpenAlert]:
+    async def open_alerts(self) -> list[OpenAlert]:
         with self._lock:
             return list(self._open.values())
 
-    def by_name(self, name: str) -> list[OpenAlert]:
+    async def by_name(self, name: str) -> list[OpenAlert]:
         wanted = name.lower()
-        return [a for a in self.open_alerts() if a.event.name.lower() == wanted]
+        return [a for a in await self.open_alerts() if a.event.name.lower() == wanted]
 
-    def ack(self, fingerprint: str, who: str) -> OpenAlert | None:
+    async def ack(self, fingerprint: str, who: str) -> OpenAlert | None:
         with self._lock:
             known = self._open.get(fingerprint)
             if known is None:
@@ -121,7 +122,7 @@ class AlertBook:
             self._open[fingerprint] = acked
             return acked
 
-    def unack(self, fingerprint: str) -> bool:
+    async def unack(self, fingerprint: str) -> bool:
         with self._lock:
             known = self._open.get(fingerprint)
             if known is None or known.acked_by is None:

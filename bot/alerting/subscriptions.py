@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 METADATA = MetaData()
@@ -53,43 +53,39 @@ class InMemorySubscriptions:
 
 
 class SqlSubscriptions:
-    """Choices in the history's database, cached in memory (they change only by text)."""
+    """Choices in the history's database (its table made by the schema migrations, `bot.migrate`).
+
+    Read from the database every time, never cached: with several instances, "unsubscribe" may be
+    handled by one and the next alert sent by another, and a stale cache there would text someone who
+    asked to stop. It is one primary-key read per recipient per alert text.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._cache: dict[str, bool] = {}
-
-    async def create(self) -> None:
-        try:
-            async with self._engine.begin() as conn:
-                await conn.run_sync(METADATA.create_all)
-        except SQLAlchemyError as exc:
-            raise SubscriptionsUnavailable("subscriptions table cannot be created") from exc
 
     async def is_subscribed(self, number: str, default: bool) -> bool:
-        key = number_key(number)
-        if key not in self._cache:
-            try:
-                async with self._engine.connect() as conn:
-                    row = (await conn.execute(select(SUBSCRIPTIONS.c.subscribed).where(
-                        SUBSCRIPTIONS.c.number_key == key))).first()  # fmt: skip
-            except SQLAlchemyError as exc:
-                raise SubscriptionsUnavailable("subscriptions cannot be read") from exc
-            if row is None:
-                return default
-            self._cache[key] = bool(row[0])
-        return self._cache[key]
+        try:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(SUBSCRIPTIONS.c.subscribed).where(
+                    SUBSCRIPTIONS.c.number_key == number_key(number)))).first()  # fmt: skip
+        except SQLAlchemyError as exc:
+            raise SubscriptionsUnavailable("subscriptions cannot be read") from exc
+        return default if row is None else bool(row[0])
 
     async def set(self, number: str, subscribed: bool) -> None:
         key = number_key(number)
-        now = datetime.now(UTC)
-        try:
-            async with self._engine.begin() as conn:
-                updated = await conn.execute(SUBSCRIPTIONS.update().where(SUBSCRIPTIONS.c.number_key == key).values(
-                    subscribed=subscribed, updated_at=now))  # fmt: skip
-                if updated.rowcount == 0:
-                    await conn.execute(SUBSCRIPTIONS.insert().values(number_key=key, subscribed=subscribed,
-                                                                     updated_at=now))  # fmt: skip
-        except SQLAlchemyError as exc:
-            raise SubscriptionsUnavailable("subscriptions cannot be written") from exc
-        self._cache[key] = subscribed
+        for attempt in range(2):  # two instances inserting the same new number at once: the loser updates
+            try:
+                async with self._engine.begin() as conn:
+                    values = {"subscribed": subscribed, "updated_at": datetime.now(UTC)}
+                    updated = await conn.execute(
+                        SUBSCRIPTIONS.update().where(SUBSCRIPTIONS.c.number_key == key).values(**values)
+                    )
+                    if updated.rowcount == 0:
+                        await conn.execute(SUBSCRIPTIONS.insert().values(number_key=key, **values))
+                return
+            except IntegrityError:
+                if attempt:
+                    raise SubscriptionsUnavailable("subscriptions cannot be written") from None
+            except SQLAlchemyError as exc:
+                raise SubscriptionsUnavailable("subscriptions cannot be written") from exc

@@ -64,14 +64,14 @@ async def resolve(request: Request, reference: str) -> Target | str:
         if not 1 <= position <= len(numbered):
             return f"No alert {position} in your last list. Text 'alerts' for the current one."
         fingerprint = numbered[position - 1]
-        known = book.get(fingerprint)
+        known = await book.get(fingerprint)
         if known is not None:
             return _target(known.event)
         for alert in await _listed(request):
             if fingerprint in (alert.fingerprint, alert.name):
                 return Target(alert.fingerprint or fingerprint, alert.name, dict(alert.labels))
         return f"Alert {position} is no longer open."
-    matches = [_target(a.event) for a in book.by_name(reference)]
+    matches = [_target(a.event) for a in await book.by_name(reference)]
     if not matches:
         matches = [Target(a.fingerprint, a.name, dict(a.labels)) for a in await _listed(request)
                    if a.name.lower() == reference.lower() and a.state == "firing"]  # fmt: skip
@@ -105,9 +105,9 @@ async def ack(request: Request) -> Answer:
     book: AlertBook = request.resources["alert_book"]
     actions: Actions = request.resources["actions"]
     who = _name(request)
-    if book.ack(target.fingerprint, who) is None:
+    if await book.ack(target.fingerprint, who) is None:
         return Answer(f"{target.description} is not open here (already resolved?).")
-    actions.done(request.user, "ack", target.fingerprint, target.description)
+    await actions.done(request.user, "ack", target.fingerprint, target.description)
     return Answer(f"Acked {target.description} for {who}. Its repeats won't text again. (undo within 5 min)")
 
 
@@ -125,7 +125,7 @@ async def silence(request: Request) -> Answer:
     duration = seconds_of(request.parse.slots, "duration_s") or 3600
     actions: Actions = request.resources["actions"]
     comment = " ".join(request.text.split())[:200] or request.parse.command
-    proposal = actions.propose(request.user, target.fingerprint, target.description, duration, comment)
+    proposal = await actions.propose(request.user, target.fingerprint, target.description, duration, comment)
     question = f"Silence {target.description} for {format_duration(duration)}? Reply Y {proposal.code}"
     return Answer(question, replace(request.context, pending_code=proposal.code))
 
@@ -135,9 +135,9 @@ async def confirm(request: Request) -> Answer:
     """Confirms a silence the bot asked about: reply "Y 4821" with the code it sent."""
     actions: Actions = request.resources["actions"]
     code = request.parse.slots.get("code")
-    proposal = actions.accept(request.user, str(code) if code else None)
+    proposal = await actions.accept(request.user, str(code) if code else None)
     if proposal is None:
-        waiting = actions.pending_code(request.user)
+        waiting = await actions.pending_code(request.user)
         return Answer(f"That code does not match. Reply Y {waiting} to confirm." if waiting
                       else "Nothing is waiting for confirmation.")  # fmt: skip
     if request.role != "operator":
@@ -146,7 +146,7 @@ async def confirm(request: Request) -> Answer:
     if manager is None:
         return Answer("No alertmanager is configured, so nothing can be silenced.")
     book: AlertBook = request.resources["alert_book"]
-    known = book.get(proposal.fingerprint)
+    known = await book.get(proposal.fingerprint)
     labels = dict(known.event.labels) if known else {}
     if not labels:
         labels = next((dict(a.labels) for a in await _listed(request) if a.fingerprint == proposal.fingerprint), {})
@@ -157,7 +157,7 @@ async def confirm(request: Request) -> Answer:
         silence_id = await manager.create_silence(alert, proposal.duration_s, _name(request), proposal.text)
     except BackendError as exc:
         return Answer(describe(exc))
-    actions.done(request.user, "silence", proposal.fingerprint, proposal.description, silence_id)
+    await actions.done(request.user, "silence", proposal.fingerprint, proposal.description, silence_id)
     return Answer(f"Silenced {proposal.description} for {format_duration(proposal.duration_s)} "
                   f"(silence {silence_id[:8]}). Text 'undo' within 5 min to lift it.")  # fmt: skip
 
@@ -166,12 +166,12 @@ async def confirm(request: Request) -> Answer:
 async def undo(request: Request) -> Answer:
     """Reverses your last silence or ack within a few minutes."""
     actions: Actions = request.resources["actions"]
-    done = actions.undoable(request.user)
+    done = await actions.undoable(request.user)
     if done is None:
         return Answer("Nothing to undo (undo works for 5 minutes after a silence or ack).")
     if done.kind == "ack":
         book: AlertBook = request.resources["alert_book"]
-        book.unack(done.fingerprint)
+        await book.unack(done.fingerprint)
         return Answer(f"Ack of {done.description} undone.")
     manager = _alertmanager(request)
     if manager is None or done.silence_id is None:
@@ -179,7 +179,7 @@ async def undo(request: Request) -> Answer:
     try:
         await manager.expire_silence(done.silence_id)
     except BackendError as exc:
-        actions.keep(request.user, done)  # still undoable: the user may retry
+        await actions.keep(request.user, done)  # still undoable: the user may retry
         return Answer(describe(exc))
     return Answer(f"Silence of {done.description} lifted.")
 

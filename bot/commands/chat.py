@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.alerting.state import AlertBook
 from bot.commands.registry import Answer, Request, command
 from bot.pages import PageStore
+from bot.stores import StoreUnavailable
 from monitors.formatting import safe
 
 
@@ -12,7 +13,10 @@ from monitors.formatting import safe
 async def more(request: Request) -> Answer:
     """The next page of a long answer."""
     pages: PageStore | None = request.resources.get("pages")
-    following = await pages.next(request.user) if pages is not None else None
+    try:
+        following = await pages.next(request.user) if pages is not None else None
+    except StoreUnavailable:
+        following = None
     if following is None:
         return Answer("Nothing more to show.")
     return Answer(following[0])
@@ -31,7 +35,7 @@ _ALERT_VERBS = frozenset({"ack", "acknowledge", "silence", "mute", "snooze"})
 async def unknown(request: Request) -> Answer:
     """A text that matched no command: offer the closest one, or point at HELP."""
     suggestion = request.parse.suggestion
-    choices = _alert_choices(request) if suggestion == "alerts" else None
+    choices = await _alert_choices(request) if suggestion == "alerts" else None
     if choices:
         return Answer(choices)
     if suggestion:
@@ -39,7 +43,7 @@ async def unknown(request: Request) -> Answer:
     return Answer("Sorry, I didn't get that. Text HELP for what I can do.")
 
 
-def _alert_choices(request: Request) -> str | None:
+async def _alert_choices(request: Request) -> str | None:
     """ "ack" alone, with several alerts numbered for this person: list them instead of guessing."""
     words = request.text.lower().split()
     if not words or words[0] not in _ALERT_VERBS or not request.context.alerts:
@@ -47,7 +51,7 @@ def _alert_choices(request: Request) -> str | None:
     book: AlertBook | None = request.resources.get("alert_book")
     lines = []
     for number, fingerprint in enumerate(request.context.alerts[:8], 1):
-        known = book.get(fingerprint) if book is not None else None
+        known = await book.get(fingerprint) if book is not None else None
         label = known.event.name if known is not None else fingerprint[:12]
         where = next((known.event.labels[k] for k in ("service", "instance", "job")
                       if known is not None and k in known.event.labels), "")  # fmt: skip

@@ -43,6 +43,10 @@ class Postgres:
             cursor = conn.execute(statement.encode())
             return list(cursor.fetchall()) if cursor.description else []
 
+    def reset(self) -> None:
+        """An empty database for the next test: Operator's tables and its schema version gone."""
+        self.execute("DROP TABLE IF EXISTS message_history, alert_subscriptions, operator_alembic_version")
+
 
 @contextlib.contextmanager
 def postgres() -> Iterator[Postgres]:

@@ -149,7 +149,7 @@ async def test_ack_stops_repeats_and_viewers_cannot_ack(tmp_path: Path) -> None:
         )
         hooks = setup.bot.app.state.alerts
         payload = json.loads((FIXTURES / "alertmanager" / "webhook_v4_firing.json").read_text())
-        fingerprint = setup.bot.app.state.alerts.notifier.book.open_alerts()[0].event.fingerprint
+        fingerprint = (await setup.bot.app.state.alerts.notifier.book.open_alerts())[0].event.fingerprint
         payload["alerts"] = [dict(payload["alerts"][0], fingerprint=fingerprint, labels={
             "alertname": "HighCPU", "service": "checkout", "severity": "critical"}, startsAt="2026-11-21T23:00:00Z")]  # fmt: skip
         before = len(setup.twilio.calls)

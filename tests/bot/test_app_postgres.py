@@ -20,7 +20,7 @@ def postgres_server() -> Iterator[Postgres]:
 
 
 async def test_history_goes_to_postgresql_when_a_database_url_is_set(postgres_server: Postgres, tmp_path: Path) -> None:
-    postgres_server.execute("DROP TABLE IF EXISTS message_history")
+    postgres_server.reset()
     settings = settings_for(tmp_path, DATABASE_URL=postgres_server.url())
     async with serve(settings) as bot:
         assert bot.webhook.history.backend == "postgresql"

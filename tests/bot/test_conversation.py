@@ -12,7 +12,8 @@ from bot.commands.registry import Answer, CommandRegistry, CommandSpec, Duplicat
 from bot.conversation import Conversation, Reply
 from bot.runtime import open_runtime
 from bot.settings import Settings, load_settings
-from intents import Intent, Parser
+from bot.stores import CONTEXT_UNAVAILABLE, StoreUnavailable
+from intents import Context, Intent, Parser
 
 
 @pytest.fixture
@@ -127,3 +128,41 @@ def test_roles_from_the_allowlist(settings: Settings) -> None:
     configured = Settings(**{**settings.model_dump(), "users": {"+1": {"name": "bob", "role": "viewer"}}})
     assert role_of(configured, "+1") == "viewer"
     assert role_of(configured, LOCAL_USER) is None
+
+
+class DownStore:
+    """A context store whose backend is gone (Redis unreachable): every call raises."""
+
+    async def get(self, user: str) -> Context:
+        raise StoreUnavailable("context store unreachable")
+
+    async def put(self, user: str, context: Context) -> None:
+        raise StoreUnavailable("context store unreachable")
+
+    async def clear(self, user: str) -> None:
+        raise StoreUnavailable("context store unreachable")
+
+
+@pytest.mark.parametrize(
+    ("text", "noted"),
+    [
+        ("what about memory?", True),  # a follow-up answered without what it follows: said plainly
+        ("and disk", True),
+        ("more", True),
+        ("ack it", True),
+        ("help", False),  # stands alone: answered as usual, no note
+        ("cpu on checkout", False),
+    ],
+)
+def test_answers_without_memory_when_the_context_store_is_down(
+    settings: Settings, parser: Parser, text: str, noted: bool
+) -> None:
+    async def talk() -> Reply:
+        async with open_runtime(settings, parser) as runtime:
+            conversation = Conversation(parser, DownStore(), runtime.conversation.commands,
+                                        runtime.conversation.resources)  # fmt: skip
+            return await conversation.reply("+1", text, "operator")
+
+    reply = asyncio.run(talk())
+    assert reply.text.endswith(CONTEXT_UNAVAILABLE) is noted
+    assert reply.text.strip() != CONTEXT_UNAVAILABLE  # an answer came first

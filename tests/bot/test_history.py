@@ -54,7 +54,7 @@ async def history(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         opened = await open_history(None, tmp_path / "history.sqlite3")
     else:
         server: Postgres = request.getfixturevalue("postgres_server")
-        server.execute("DROP TABLE IF EXISTS message_history")
+        server.reset()
         opened = await open_history(server.url(), tmp_path / "unused.sqlite3")
     assert opened.backend == request.param
     yield opened
@@ -247,7 +247,7 @@ async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 
 async def test_postgres_scheme_and_nul_bytes(postgres_server: Postgres, tmp_path: Path) -> None:
     """`postgres://` (Heroku's spelling) works; a NUL, which PostgreSQL refuses in text, is removed first."""
-    postgres_server.execute("DROP TABLE IF EXISTS message_history")
+    postgres_server.reset()
     async with await open_history(postgres_server.url(scheme="postgres"), tmp_path / "x.sqlite3") as history:
         await history.record(ALICE, "in", "nul\x00here")
         assert [e.text for e in await history.recent()] == ["nulhere"]
@@ -257,7 +257,7 @@ async def test_postgres_scheme_and_nul_bytes(postgres_server: Postgres, tmp_path
 
 
 async def test_postgres_table_has_a_time_index(postgres_server: Postgres, tmp_path: Path) -> None:
-    postgres_server.execute("DROP TABLE IF EXISTS message_history")
+    postgres_server.reset()
     async with await open_history(postgres_server.url(), tmp_path / "x.sqlite3"):
         pass
     indexes = postgres_server.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'message_history'")
@@ -324,7 +324,7 @@ async def test_a_hung_database_times_out(tmp_path: Path, mode: str) -> None:
 async def test_database_going_away_is_unavailable_not_a_crash(postgres_server: Postgres, tmp_path: Path) -> None:
     """Connections cut and logins refused under an open history: `record` raises HistoryUnavailable (which
     the app catches), and works again once logins are allowed."""
-    postgres_server.execute("DROP TABLE IF EXISTS message_history")
+    postgres_server.reset()
     history = await open_history(postgres_server.url(), tmp_path / "x.sqlite3")
     try:
         postgres_server.execute("ALTER ROLE app NOLOGIN", superuser=True)
@@ -346,7 +346,7 @@ async def test_database_going_away_is_unavailable_not_a_crash(postgres_server: P
 async def test_a_blocked_record_gives_up_at_the_timeout(postgres_server: Postgres, tmp_path: Path) -> None:
     """A table locked by someone else (a migration, a stuck dashboard query): the reply path waits
     `timeout_s`, not psycopg's extra cancellation grace, and the history works once the lock goes."""
-    postgres_server.execute("DROP TABLE IF EXISTS message_history")
+    postgres_server.reset()
     history = await open_history(postgres_server.url(), tmp_path / "x.sqlite3", timeout_s=0.5)
     try:
         with postgres_server.connect(superuser=True) as locker:

@@ -13,13 +13,16 @@ from urllib.parse import urlencode
 import httpx
 
 from tests.bot.appserver import ALICE, PUBLIC_URL, TOKEN, USERS, sign
+from tests.bot.servers_redis import redis_server
 from tests.servers import free_port, http_status, wait_until
 
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPERATOR_", "DATABASE_URL"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPERATOR_", "DATABASE_URL", "REDIS_URL"))
+    }
     return {**env, **extra}
 
 
@@ -48,17 +51,34 @@ def test_dev_mode_serves_unsigned_texts_on_loopback(tmp_path: Path) -> None:
     assert (tmp_path / "operator-history.sqlite3").exists()  # the embedded default history
 
 
-def test_signed_texts_with_two_workers(tmp_path: Path) -> None:
+def test_signed_texts_with_two_workers_sharing_redis(tmp_path: Path) -> None:
     config = tmp_path / "operator.yaml"
     config.write_text(f"public_url: {PUBLIC_URL}\n{USERS}", "utf-8")
-    env = environment(TWILIO_AUTH_TOKEN=TOKEN)
-    with running(["--config", str(config), "--workers", "2"], tmp_path, env) as url:
-        for n in range(6):
-            params = {"MessageSid": f"SM{n:032d}", "From": ALICE, "Body": "help"}
-            response = httpx.post(f"{url}/sms", content=urlencode(params), headers={
-                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sign(params)})  # fmt: skip
-            assert response.status_code == 200 and "<Message>" in response.text
-        assert httpx.post(f"{url}/sms", data={"From": ALICE, "Body": "help"}).status_code == 403
+
+    def text(url: str, sid: str, body: str) -> str:
+        params = {"MessageSid": sid, "From": ALICE, "Body": body}
+        response = httpx.post(f"{url}/sms", content=urlencode(params), headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sign(params)})  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.text
+
+    with redis_server() as redis:
+        env = environment(TWILIO_AUTH_TOKEN=TOKEN, REDIS_URL=redis.url)
+        with running(["--config", str(config), "--workers", "2"], tmp_path, env) as url:
+            assert "this host cpu" in text(url, "SM" + "0" * 32, "cpu on checkout")
+            for n in range(1, 4):  # whichever worker takes each one, the follow-up has its context
+                assert "[checkout] this host memory" in text(url, f"SM{n:032d}", "what about memory?")
+            assert httpx.post(f"{url}/sms", data={"From": ALICE, "Body": "help"}).status_code == 403
+
+
+def test_two_workers_without_a_shared_store_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "operator.yaml"
+    config.write_text(f"public_url: {PUBLIC_URL}\n{USERS}", "utf-8")
+    result = subprocess.run([OPERATOR, "serve", "--config", str(config), "--workers", "2", "--port", str(free_port())],
+                            cwd=tmp_path, env=environment(TWILIO_AUTH_TOKEN=TOKEN), capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert result.returncode != 0 and "--workers 2 needs REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unsafe_starts_are_refused_with_one_line(tmp_path: Path) -> None:
