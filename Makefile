@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python -m bench.monitors
 	$(BIN)/python -m bench.webhook
 	$(BIN)/python -m bench.alerts
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.webhook import PUBLIC_URL, TOKEN, USER, signed, start, wrk, wrk_script
+from bench.webhook import TOKEN, bench_config, signed, start, wrk, wrk_script
 from tests.bot.servers_redis import redis_server
 
 
@@ -97,11 +97,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
     folder = Path(tempfile.mkdtemp(prefix="operator-bench-scale-"))
-    config = folder / "operator.yaml"
-    config.write_text(
-        f"public_url: {PUBLIC_URL}\nusers: {{'{USER}': {{role: operator}}}}\nhistory_path: {folder / 'h.sqlite3'}\n"
-        "rate_burst: 100000000\nrate_per_minute: 100000000\nglobal_rate_per_minute: 1000000000\n"
-    )
+    config = bench_config(folder)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OPERATOR_", "REDIS_URL", "DATABASE_URL"))}
     env = {**base, "TWILIO_AUTH_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     try:

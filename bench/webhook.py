@@ -51,6 +51,16 @@ async def sms(request: Request) -> Response:
 """
 
 
+def bench_config(folder: Path) -> Path:
+    """The bot's config for benchmarks: one operator, the history in `folder`, limits out of the way."""
+    config = folder / "operator.yaml"
+    config.write_text(
+        f"public_url: {PUBLIC_URL}\nusers: {{'{USER}': {{role: operator}}}}\nhistory_path: {folder / 'h.sqlite3'}\n"
+        "rate_burst: 100000000\nrate_per_minute: 100000000\nglobal_rate_per_minute: 1000000000\n"
+    )
+    return config
+
+
 def signed(text: str) -> tuple[str, str]:
     from starlette.datastructures import ImmutableMultiDict
     from twilio.request_validator import RequestValidator
@@ -119,11 +129,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
     folder = Path(tempfile.mkdtemp(prefix="operator-bench-"))
-    config = folder / "operator.yaml"
-    config.write_text(
-        f"public_url: {PUBLIC_URL}\nusers: {{'{USER}': {{role: operator}}}}\nhistory_path: {folder / 'h.sqlite3'}\n"
-        "rate_burst: 100000000\nrate_per_minute: 100000000\nglobal_rate_per_minute: 1000000000\n"
-    )
+    config = bench_config(folder)
     if args.show_config:
         print(config.read_text())
     (folder / "reference.py").write_text(REFERENCE_APP.format(token=TOKEN, public_url=PUBLIC_URL))

@@ -29,7 +29,7 @@ from bot.replies import SmsReplies
 from bot.runtime import open_runtime
 from bot.security import WebhookSecurity
 from bot.settings import Settings, load_settings
-from bot.stores import open_stores
+from bot.stores import StoreUnavailable, open_stores
 from bot.webhook import Webhook
 from monitors.resilience import fan_out
 
@@ -174,6 +174,12 @@ async def _readiness(request: Request) -> JSONResponse:
     except HistoryUnavailable:
         checks["history"] = "unavailable"
         ok = False
+    if request.app.state.stores.shared:  # reported, not failed: the bot answers without it (degraded)
+        try:
+            await request.app.state.stores.ping()
+            checks["shared_store"] = "ok"
+        except StoreUnavailable:
+            checks["shared_store"] = "unavailable"
     cache = runtime.conversation.resources["health_cache"]
     monitors = list(runtime.monitors)
     checked = await fan_out(monitors, cache, runtime.settings.status_deadline_s)

@@ -123,9 +123,8 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, dev: boo
     """Run the SMS webhook (POST /sms) with uvicorn."""
     import os
 
-    import uvicorn
-
     from bot.app import create_app
+    from bot.serving import serve as run_server
 
     if config_file is not None:
         os.environ["OPERATOR_CONFIG"] = str(config_file.resolve())
@@ -142,9 +141,8 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, dev: boo
         create_app(settings)  # fail here, once, with a clear line, rather than in every worker
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    uvicorn.run(
+    run_server(
         "bot.app:app_from_environment",
-        factory=True,
         host=host,
         port=port,
         workers=workers,

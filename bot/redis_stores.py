@@ -54,6 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.alerting.actions import Done, Proposal
 from bot.alerting.model import AlertEvent, Notification, Severity
+from bot.alerting.recipients import check_budget
 from bot.alerting.state import Changes, OpenAlert
 from bot.limits import Verdict
 from bot.settings import ConfigError, Settings
@@ -303,11 +304,13 @@ class RedisPageStore:
     async def keep(self, user: str, pages: Sequence[str]) -> None:
         """Replace the user's pending pages. On StoreUnavailable: "more" will find nothing (or the old pages)."""
         key = self._prefix + user
+        if not pages:  # most replies fit one text: a plain DEL, half the cost of a transaction
+            await self._client.delete(key)
+            return
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            if pages:
-                pipe.rpush(key, *pages)
-                pipe.pexpire(key, _ms(self.ttl_s))
+            pipe.rpush(key, *pages)
+            pipe.pexpire(key, _ms(self.ttl_s))
             await pipe.execute()
 
     @_guarded
@@ -545,10 +548,7 @@ class RedisBudget:
 
     def __init__(self, client: Redis, max_texts: int, window_s: float, *, prefix: str = DEFAULT_PREFIX,
                  clock: Clock | None = None) -> None:  # fmt: skip
-        if max_texts < 2:
-            raise ValueError("max_texts must be at least 2: one alert text and the summary")
-        if window_s <= 0:
-            raise ValueError("window_s must be positive")
+        check_budget(max_texts, window_s)
         self.max_texts = max_texts
         self.window_s = window_s
         self._client = client
@@ -965,6 +965,10 @@ class RedisStores(Stores):
             pass  # the lease lapses by itself after its TTL
         finally:
             await self.client.aclose()
+
+    @_guarded
+    async def ping(self) -> None:
+        await self.client.ping()
 
 
 def lease_ttl_s(rules_interval_s: float) -> float:

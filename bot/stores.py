@@ -122,6 +122,9 @@ class Stores:
         """Release what must not outlive the process (the rules lease)."""
         await self.rules_lease.release()
 
+    async def ping(self) -> None:
+        """For /readyz: raises StoreUnavailable when the shared store cannot be reached (never, in memory)."""
+
 
 CONTEXT_UNAVAILABLE = "(Conversation memory is unavailable right now: follow-ups won't work, full commands do.)"
 """Added to a reply that needed the user's context while the shared store is down."""

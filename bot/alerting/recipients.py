@@ -196,6 +196,14 @@ class _Texts:
     """When the summary went out, while the number is held."""
 
 
+def check_budget(max_texts: int, window_s: float) -> None:
+    """Refuse a budget that could never send the summary (the Redis budget applies the same rule)."""
+    if max_texts < 2:
+        raise ValueError("max_texts must be at least 2: one alert text and the summary")
+    if window_s <= 0:
+        raise ValueError("window_s must be positive")
+
+
 class SendBudget:
     """At most `max_texts` alert texts to a number in any `window_s` seconds, the last one a summary.
 
@@ -212,10 +220,7 @@ class SendBudget:
     def __init__(
         self, max_texts: int, window_s: float, clock: Clock = time.monotonic, max_numbers: int = 10_000
     ) -> None:
-        if max_texts < 2:
-            raise ValueError("max_texts must be at least 2: one alert text and the summary")
-        if window_s <= 0:
-            raise ValueError("window_s must be positive")
+        check_budget(max_texts, window_s)
         self.max_texts = max_texts
         self.window_s = window_s
         self._clock = clock

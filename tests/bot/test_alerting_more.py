@@ -7,7 +7,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ import respx
 
 from bot.settings import DEFAULT_METRICS
 from tests.bot.appserver import ALICE, BOB, serve, settings_for, sign
-from tests.servers import Exporter, PrometheusServer, prometheus
+from tests.servers import Exporter, PrometheusServer
 
 pytestmark = pytest.mark.anyio
 TWILIO = "http://twilio.test"
@@ -72,15 +71,6 @@ async def test_status_callbacks_are_signed_and_recorded(tmp_path: Path) -> None:
     assert [(e.outcome, e.message_sid, e.detail) for e in entries] == [
         ("undelivered", "SM" + "e" * 32, "error 30003"), ("delivered", "SM" + "e" * 32, None)]  # fmt: skip
     assert all(e.number == "+1555***0001" for e in entries)
-
-
-@pytest.fixture(scope="module")
-def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, PrometheusServer]]:
-    exporter = Exporter()
-    exporter.known.labels("checkout").set(10)
-    with prometheus(tmp_path_factory.mktemp("prom"), {"checkout": f"127.0.0.1:{exporter.port}"}) as server:
-        yield exporter, server
-    exporter.stop()
 
 
 RULES = """\

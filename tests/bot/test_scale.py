@@ -26,7 +26,7 @@ from bot.stores import CONTEXT_UNAVAILABLE
 from tests.bot.appserver import ALICE, PUBLIC_URL, TOKEN, USERS, sign
 from tests.bot.servers_history import Postgres, postgres
 from tests.bot.servers_redis import RedisServer, redis_server
-from tests.servers import Exporter, PrometheusServer, free_port, http_status, prometheus, wait_until
+from tests.servers import Exporter, PrometheusServer, free_port, http_status, wait_until
 
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 
@@ -93,15 +93,6 @@ def redis() -> Iterator[RedisServer]:
 def database() -> Iterator[Postgres]:
     with postgres() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, PrometheusServer]]:
-    exporter = Exporter()
-    exporter.known.labels("checkout").set(10)
-    with prometheus(tmp_path_factory.mktemp("prom"), {"checkout": f"127.0.0.1:{exporter.port}"}) as server:
-        yield exporter, server
-    exporter.stop()
 
 
 @pytest.fixture
@@ -221,9 +212,12 @@ def test_redis_going_away_and_coming_back(tmp_path: Path, redis: RedisServer, da
             degraded = a.text("what about memory?", "SM" + "c" * 32)
             assert degraded.endswith(CONTEXT_UNAVAILABLE)  # said plainly
             assert b.text("status", "SM" + "d" * 32)
+            ready = httpx.get(f"{a.url}/readyz", timeout=10)
+            assert ready.status_code == 200 and ready.json()["checks"]["shared_store"] == "unavailable"
         finally:
             redis.start()
         wait_until(redis.answers, 10, "redis back")
+        assert httpx.get(f"{b.url}/readyz", timeout=10).json()["checks"]["shared_store"] == "ok"
         assert a.text("cpu on web", "SM" + "e" * 32).startswith("this host cpu")
         assert b.text("what about memory?", "SM" + "f" * 32).startswith("[web] this host memory")
         assert a.process.poll() is None and b.process.poll() is None  # nobody crashed
