@@ -3,7 +3,8 @@
 #               127.0.0.1:8000 in dev mode (unsigned webhooks, loopback only), SQLite history,
 #               in-memory context, this host as its monitor
 #   make test   install everything (Python packages and the Debian servers the integration tests
-#               run: Prometheus, Alertmanager, PostgreSQL, pgBouncer, Redis) and run every test
+#               run: Prometheus, Alertmanager, PostgreSQL, pgBouncer, Redis; Chromium for the
+#               dashboard) and run every test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -38,6 +39,8 @@ bench: install
 	$(BIN)/python -m bench.webhook
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.graph
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -1,7 +1,8 @@
 """The web service: `create_app(settings)` builds it; everything shared is opened in the lifespan.
 
 Routes: POST /sms (Twilio's webhook), GET /healthz (the process answers), GET /readyz (stores and
-backends reachable), GET /metrics (Prometheus), GET / (what this is). Nothing is created at
+backends reachable), GET /metrics (Prometheus), GET /media/{token}.png (charts Twilio fetches for MMS),
+/dashboard (when configured), GET / (what this is). Nothing is created at
 import; uvicorn's workers each build their own app with `app_from_environment()`.
 """
 
@@ -22,7 +23,10 @@ from bot.alerting.notifier import Notifier
 from bot.alerting.runner import rules_running
 from bot.alerting.subscriptions import SqlSubscriptions
 from bot.audit import AuditWriter
+from bot.dashboard import dashboard_router
+from bot.health_log import health_recording
 from bot.history import open_history
+from bot.media import valid_token
 from bot.observability import Metrics, setup_logging
 from bot.outbound import build_sender
 from bot.replies import SmsReplies
@@ -84,7 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         stores = await open_stores(settings)
         try:
             extra = {"pages": stores.pages, "metrics": metrics, "subscriptions": subscriptions,
-                     "alert_book": stores.alerts, "actions": stores.actions}  # fmt: skip
+                     "alert_book": stores.alerts, "actions": stores.actions, "media": stores.media}  # fmt: skip
             async with open_runtime(settings, extra=extra, contexts=stores.contexts) as runtime:
                 sender = build_sender(settings, runtime.client)
                 webhook = Webhook(
@@ -107,7 +111,11 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.runtime = runtime
                 app.state.history = history
                 app.state.stores = stores
-                async with rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease):
+                rules = rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease)
+                recording = health_recording(history, runtime.monitors, runtime.conversation.resources[
+                    "health_cache"], stores.rules_lease, interval_s=settings.health_sample_s,
+                    deadline_s=settings.status_deadline_s)  # fmt: skip
+                async with rules, recording:
                     # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
                     # process: keep the cyclic garbage collector from walking it on every full collection.
                     gc.freeze()
@@ -120,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
             await history.close()
 
     app = FastAPI(title="Operator", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(dashboard_router(settings))  # no routes at all unless configured
 
     @app.post("/sms", response_class=Response, summary="Twilio incoming-message webhook", openapi_extra=SMS_SCHEMA)
     async def sms(request: Request) -> Response:
@@ -141,6 +150,10 @@ def create_app(settings: Settings) -> FastAPI:
         webhook: Webhook = request.app.state.webhook
         return await webhook.status_callback(request)
 
+    @app.api_route("/media/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def media(name: str, request: Request) -> Response:
+        return await _media(name, request)
+
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
         return "ok"
@@ -159,6 +172,25 @@ def create_app(settings: Settings) -> FastAPI:
         return {"service": "Operator", "version": VERSION, "sms_webhook": "/sms", "docs": "README.md"}
 
     return app
+
+
+_MEDIA_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+async def _media(name: str, request: Request) -> Response:
+    """A chart for Twilio to fetch: the unguessable token is the only key, so anything that is not one is a
+    404 before any store is asked, and an unknown or expired one is the same 404."""
+    token = name.removesuffix(".png")
+    if token == name or not valid_token(token):
+        return Response(status_code=404, headers=_MEDIA_HEADERS)
+    try:
+        found = await request.app.state.stores.media.get(token)
+    except StoreUnavailable:
+        return Response(status_code=503, headers={**_MEDIA_HEADERS, "Retry-After": "5"})
+    if found is None:
+        return Response(status_code=404, headers=_MEDIA_HEADERS)
+    data, content_type = found
+    return Response(data, media_type=content_type, headers=_MEDIA_HEADERS)
 
 
 async def _readiness(request: Request) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The `operator` command line: chat, the intent tools, serve, history, db upgrade and rules check."""
+"""The `operator` command line: chat, the intent tools, serve, history, db upgrade, rules check and
+dashboard hash-password."""
 
 from __future__ import annotations
 
@@ -188,6 +189,28 @@ def db_upgrade(config_file: Path | None) -> None:
     except HistoryUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"database schema at revision {revision}")
+
+
+@main.group()
+def dashboard() -> None:
+    """The web dashboard at /dashboard."""
+
+
+@dashboard.command("hash-password")
+def dashboard_hash_password() -> None:
+    """Print the hash of a password for `dashboard_users` (asked twice without echo; read from stdin
+    when it is not a terminal). The password itself is never stored or printed."""
+    from bot.dashboard.auth import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise click.ClickException(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise click.ClickException(f"the password must have at most {MAX_PASSWORD_CHARS} characters")
+    click.echo(hash_password(password))
 
 
 @main.group()

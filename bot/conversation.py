@@ -25,6 +25,8 @@ class Reply:
     parse: Parse
     context_used: tuple[str, ...] = ()
     """Slots (and "intent") completed from the user's context, so the reply can say what it assumed."""
+    media: tuple[str, ...] = ()
+    """Pictures (public URLs) to send with the first page of the text."""
 
 
 class Conversation:
@@ -76,7 +78,7 @@ class Conversation:
         reply = answer.text
         if degraded and (trace.follow_up or _needs_memory(parse)):
             reply = f"{reply}\n{CONTEXT_UNAVAILABLE}"
-        return Reply(reply, parse, trace.context_used)
+        return Reply(reply, parse, trace.context_used, answer.media)
 
 
 _STATEFUL = frozenset({Intent.UNKNOWN, Intent.MORE, Intent.CONFIRM, Intent.UNDO})

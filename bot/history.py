@@ -322,7 +322,7 @@ class History:
             async with self._engine.begin() as conn:
                 await conn.execute(insert(MESSAGES), rows)
 
-        await self._bounded("recording", insert_rows)
+        await self.bounded("recording", insert_rows)
 
     async def recent(self, limit: int = 20) -> list[HistoryEntry]:
         """The latest `limit` entries, newest first."""
@@ -334,14 +334,14 @@ class History:
             async with self._engine.connect() as conn:
                 return [_entry(row._mapping) for row in (await conn.execute(query)).all()]
 
-        return await self._bounded("reading", read)
+        return await self.bounded("reading", read)
 
     async def count(self) -> int:
         async def count_rows() -> int:
             async with self._engine.connect() as conn:
                 return int((await conn.execute(select(func.count()).select_from(MESSAGES))).scalar_one())
 
-        return await self._bounded("counting", count_rows)
+        return await self.bounded("counting", count_rows)
 
     async def ping(self) -> None:
         """A readiness check that costs the same on ten rows or ten million (`count()` scans the table)."""
@@ -350,7 +350,7 @@ class History:
             async with self._engine.connect() as conn:
                 await conn.execute(select(1))
 
-        await self._bounded("checking", select_one)
+        await self.bounded("checking", select_one)
 
     async def migrate(self, lock_timeout_s: float) -> str:
         """Bring the schema to the head revision (`bot.migrate`) and return it. Bounded by the lock's
@@ -358,7 +358,7 @@ class History:
         from bot.migrate import upgrade  # bot.migrate builds on this module
 
         await self.ping()  # a hung or unreachable server fails within the call timeout, not the lock's
-        return await self._bounded(
+        return await self.bounded(
             "migrating the schema",
             lambda: upgrade(self._engine, lock_timeout_s=lock_timeout_s),
             timeout_s=lock_timeout_s + self._timeout_s,
@@ -382,10 +382,12 @@ class History:
     ) -> None:
         await self.close()
 
-    async def _bounded(
+    async def bounded(
         self, doing: str, work: Callable[[], Coroutine[Any, Any, T]], timeout_s: float | None = None
     ) -> T:
-        """Run `work` within `timeout_s` and turn every database failure into `HistoryUnavailable`.
+        """Run `work` within `timeout_s` and turn every database failure into `HistoryUnavailable`
+        (`doing` ends its wording). Public because the other tables in this database (health samples,
+        the dashboard's reads) need the same bound and the same clean-up at `close()`.
 
         The work runs as its own task so the caller gets its answer at `timeout_s` exactly: on
         cancellation psycopg first asks the server to cancel and waits up to 5 s for it, which a

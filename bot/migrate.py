@@ -51,6 +51,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.alerting.subscriptions import METADATA as SUBSCRIPTIONS_METADATA
+from bot.health_log import METADATA as HEALTH_METADATA
 from bot.history import METADATA as HISTORY_METADATA
 from bot.history import HistoryUnavailable, open_history, reason_of
 
@@ -80,7 +81,7 @@ class MigrationFailed(HistoryUnavailable):
 
 def target_metadata() -> list[MetaData]:
     """The models the migrations must produce: what autogenerate and the tests compare the database with."""
-    return [HISTORY_METADATA, SUBSCRIPTIONS_METADATA]
+    return [HISTORY_METADATA, SUBSCRIPTIONS_METADATA, HEALTH_METADATA]
 
 
 def is_ours(name: str | None, type_: str, parent_names: object) -> bool:

@@ -25,6 +25,7 @@ Conventions:
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import math
@@ -57,6 +58,7 @@ from bot.alerting.model import AlertEvent, Notification, Severity
 from bot.alerting.recipients import check_budget
 from bot.alerting.state import Changes, OpenAlert
 from bot.limits import Verdict
+from bot.media import check_media, new_token, valid_token
 from bot.settings import ConfigError, Settings
 from bot.stores import DEDUP_TTL_S, Decision, ReplyPending, Stores, StoreUnavailable
 from intents.models import Context, Intent, SlotValue
@@ -322,6 +324,52 @@ class RedisPageStore:
             pipe.llen(self._prefix + user)
             page, remaining = await pipe.execute()
         return None if page is None else (_text(page), int(remaining))
+
+
+# --- pictures for MMS ------------------------------------------------------------------------------
+
+
+class RedisMediaStore:
+    """Rendered charts, for whichever instance Twilio's fetch of `/media/{token}.png` reaches.
+
+    Kept as "content type, newline, base64": the client decodes replies as text (every other store is
+    text), and a 60 KiB chart costs 80 KiB for its few minutes. Capped at `max_bytes` per item.
+    """
+
+    def __init__(
+        self, client: Redis, ttl_s: float, *, max_bytes: int = 2 * 2**20, prefix: str = DEFAULT_PREFIX
+    ) -> None:
+        if ttl_s <= 0 or max_bytes <= 0:
+            raise ValueError("ttl_s and max_bytes must be positive")
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self._client = client
+        self._prefix = f"{prefix}media:"
+
+    @_guarded
+    async def put(self, data: bytes, content_type: str = "image/png") -> str:
+        """On StoreUnavailable: the chart cannot be served; the caller sends the text version instead."""
+        check_media(data, content_type)
+        if len(data) > self.max_bytes:
+            raise ValueError(f"media larger than {self.max_bytes} bytes")
+        token = new_token()
+        value = f"{content_type}\n{base64.b64encode(data).decode('ascii')}"
+        await self._client.set(self._prefix + token, value, px=_ms(self.ttl_s))
+        return token
+
+    @_guarded
+    async def get(self, token: str) -> tuple[bytes, str] | None:
+        """On StoreUnavailable: the route answers 503, and Twilio retries the fetch."""
+        if not valid_token(token):
+            return None
+        raw = await self._client.get(self._prefix + token)
+        if raw is None:
+            return None
+        content_type, _, encoded = _text(raw).partition("\n")
+        try:
+            return base64.b64decode(encoded, validate=True), content_type
+        except ValueError:
+            return None  # not written by this store
 
 
 # --- rate limits ------------------------------------------------------------------------------------
@@ -1005,5 +1053,6 @@ async def open_redis_stores(url: str, settings: Settings, *, prefix: str = DEFAU
         alerts=RedisAlertBook(client, prefix=prefix),
         actions=RedisActions(client, undo_window_s=settings.undo_window_s, prefix=prefix),
         rules_lease=RedisLease(client, "rules", lease_ttl_s(settings.rules_interval_s), prefix=prefix),
+        media=RedisMediaStore(client, settings.media_ttl_s, prefix=prefix),
         client=client,
     )

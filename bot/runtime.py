@@ -18,6 +18,7 @@ from bot.alerting.actions import Actions
 from bot.alerting.state import AlertBook
 from bot.alerting.subscriptions import InMemorySubscriptions
 from bot.build import build_parser, build_store
+from bot.charts import ChartRenderer
 from bot.commands import default_registry
 from bot.context import ContextStore
 from bot.conversation import Conversation
@@ -47,6 +48,7 @@ async def open_runtime(
     """Everything a running bot shares; the client is closed on exit (unless it was given)."""
     own_client = client is None
     http = client or new_client()
+    renderer = ChartRenderer()
     try:
         context = BuildContext(http, settings.metric_templates(), settings.secrets())
         try:
@@ -60,11 +62,13 @@ async def open_runtime(
             "alert_book": AlertBook(),
             "actions": Actions(undo_window_s=settings.undo_window_s),
             "subscriptions": InMemorySubscriptions(),
+            "charts": renderer,
             **(extra or {}),
         }
         store = contexts if contexts is not None else build_store(settings)
         conversation = Conversation(parser or build_parser(settings), store, default_registry(), resources)
         yield Runtime(settings, http, monitors, conversation)
     finally:
+        renderer.close()
         if own_client:
             await http.aclose()

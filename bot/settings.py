@@ -42,7 +42,8 @@ DEFAULT_METRICS: dict[str, str] = {
 SECRET_KEYS = frozenset(
     {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
      "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
-     "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token"}
+     "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token", "dashboard_token",
+     "dashboard_secret", "operator_dashboard_token", "operator_dashboard_secret"}
 )  # fmt: skip
 
 
@@ -146,6 +147,20 @@ class Settings(BaseSettings):
     """`status` answers by then with whatever backends have answered (Twilio waits 15 s)."""
     health_cache_ttl_s: float = Field(10.0, ge=0)
     """How long a backend's health answer is reused (and shown with its age)."""
+    mms: bool = True
+    """Send `graph` charts as MMS pictures (needs `public_url`; Twilio sends MMS to US and Canadian numbers).
+    Off, or without a public URL, a chart becomes a text sparkline and the numbers."""
+    media_ttl_s: float = Field(900.0, gt=0, le=86_400)
+    """How long a chart's unguessable URL serves it (Twilio fetches it once, when it sends the MMS)."""
+    graph_width_px: int = Field(800, ge=200, le=2000)
+    graph_height_px: int = Field(480, ge=150, le=2000)
+    dashboard_users: dict[str, str] = Field(default_factory=dict)
+    """Dashboard logins: name -> password hash from `operator dashboard hash-password` (never a password).
+    With none, and no OPERATOR_DASHBOARD_TOKEN, /dashboard is closed."""
+    dashboard_session_s: float = Field(43_200.0, gt=0)
+    """How long a dashboard login lasts (12 hours)."""
+    health_sample_s: float = Field(60.0, ge=5)
+    """How often backend health is recorded for the dashboard's health history."""
 
     twilio_account_sid: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"))
     twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"))
@@ -166,6 +181,10 @@ class Settings(BaseSettings):
     kong_admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KONG_ADMIN_TOKEN"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    dashboard_token: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_DASHBOARD_TOKEN"))
+    """A bearer token for the dashboard (for scripts and tools; people log in with `dashboard_users`)."""
+    dashboard_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_DASHBOARD_SECRET"))
+    """Signs dashboard session cookies; the same on every instance (else derived from TWILIO_AUTH_TOKEN)."""
 
     @field_validator("services")
     @classmethod

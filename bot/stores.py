@@ -18,6 +18,7 @@ from bot.alerting.recipients import Deduplicator, SendBudget
 from bot.alerting.state import Changes, OpenAlert
 from bot.context import ContextStore
 from bot.limits import Idempotency, RateLimiter
+from bot.media import MediaStore
 from bot.pages import PageStore
 from bot.settings import Settings
 
@@ -115,6 +116,7 @@ class Stores:
     alerts: AlertStore
     actions: ActionStore
     rules_lease: Lease
+    media: MediaStore
     shared: bool = False
     """True for Redis: several instances act as one."""
 
@@ -138,6 +140,7 @@ def local_stores(settings: Settings) -> Stores:
     from bot.alerting.state import AlertBook
     from bot.context import InMemoryContextStore
     from bot.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
+    from bot.media import InMemoryMediaStore
     from bot.pages import InMemoryPageStore
 
     return Stores(
@@ -153,6 +156,7 @@ def local_stores(settings: Settings) -> Stores:
         alerts=AlertBook(),
         actions=Actions(undo_window_s=settings.undo_window_s),
         rules_lease=FileLease(settings.history_path.expanduser().resolve().parent / ".operator-rules.lock"),
+        media=InMemoryMediaStore(settings.media_ttl_s),
     )
 
 

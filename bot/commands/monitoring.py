@@ -6,10 +6,15 @@ monitor's own short formatting; any backend failure becomes one line via `descri
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import replace
 
+from bot.charts import ChartRenderer, chart_text, title_for
 from bot.commands.registry import Answer, Request, command
+from bot.media import MediaStore, media_url
 from bot.settings import Settings
+from bot.stores import StoreUnavailable
 from intents.models import seconds_of, terms_of
 from monitors.base import (
     AlertList,
@@ -19,6 +24,7 @@ from monitors.base import (
     Kind,
     LogQuery,
     MetricQuery,
+    MetricResult,
     Monitor,
     Query,
 )
@@ -26,6 +32,8 @@ from monitors.errors import BackendError, NotConfigured, describe
 from monitors.formatting import duration
 from monitors.registry import MonitorRegistry
 from monitors.resilience import Checked, HealthCache, fan_out
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LOG_RANGE_S = 3600
 DEFAULT_GRAPH_RANGE_S = 3600
@@ -141,9 +149,34 @@ async def metrics(request: Request) -> Answer:
 
 @command("graph", usage="graph <metric> [service] [range]")
 async def graph(request: Request) -> Answer:
-    """A chart of a metric over time: "graph latency service=payment range=6h"."""
-    _, _, text = await ask(request, Kind.METRICS, _metric_query(request, DEFAULT_GRAPH_RANGE_S))
-    return Answer(f"{text}\n(charts by MMS are not set up; these are the numbers)")
+    """A chart of a metric over time, sent as a picture: "graph latency service=payment range=6h"."""
+    query = _metric_query(request, DEFAULT_GRAPH_RANGE_S)
+    _, result, text = await ask(request, Kind.METRICS, query)
+    if not isinstance(result, MetricResult) or not result.series:
+        return Answer(text)  # a failure, or a backend that only answers "now": the line already says it
+    title = title_for(query.metric, query.service, query.range_s)
+    url = await _chart_url(request, result, title)
+    if url is None:
+        return Answer(chart_text(result.series, title=title, unit=result.unit))
+    return Answer(text, media=(url,))
+
+
+async def _chart_url(request: Request, result: MetricResult, title: str) -> str | None:
+    """The chart rendered and stored for Twilio to fetch, or None to send it as text: MMS off, no public
+    URL (Twilio could not fetch it), no store (the terminal chat), or the store or renderer failing."""
+    settings: Settings = request.resources["settings"]
+    store: MediaStore | None = request.resources.get("media")
+    renderer: ChartRenderer | None = request.resources.get("charts")
+    if not (settings.mms and settings.public_url and store is not None and renderer is not None):
+        return None
+    try:
+        png = await renderer.png(result.series, title=title, unit=result.unit, width_px=settings.graph_width_px,
+                                 height_px=settings.graph_height_px, now=time.time())  # fmt: skip
+        token = await store.put(png)
+    except (StoreUnavailable, ValueError, RuntimeError) as exc:
+        log.warning("chart not sent as a picture (%s); sending text", type(exc).__name__)
+        return None
+    return media_url(settings.public_url, token)
 
 
 @command("logs", usage="logs [words] [service] [level] [range]")

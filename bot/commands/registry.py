@@ -39,6 +39,8 @@ class Answer:
 
     text: str
     context: Context | None = None
+    media: tuple[str, ...] = ()
+    """Public URLs of pictures to send with the text (MMS), e.g. a chart."""
 
 
 Handler = Callable[[Request], Awaitable[Answer]]

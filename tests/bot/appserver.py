@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+import respx
 import uvicorn
 from fastapi import FastAPI
 from twilio.request_validator import RequestValidator
@@ -71,11 +73,11 @@ class Running:
 
 
 def message_of(response: httpx.Response) -> str:
-    """The text of a TwiML reply ("" for an empty <Response/>)."""
+    """The text of a TwiML reply ("" for an empty <Response/>), written plain or as a <Body> beside <Media>."""
     import xml.etree.ElementTree as ElementTree
 
     root = ElementTree.fromstring(response.text)
-    return "".join(m.text or "" for m in root.iter("Message"))
+    return "".join((m.text or "") + (m.findtext("Body") or "") for m in root.iter("Message"))
 
 
 @contextlib.asynccontextmanager
@@ -96,3 +98,31 @@ async def serve(settings: Settings) -> AsyncIterator[Running]:
     finally:
         server.should_exit = True
         await task
+
+
+# --- Twilio's REST API, mocked (the only SaaS here); loopback passes through ---------------------------
+
+TWILIO = "http://twilio.test"
+"""TWILIO_API_BASE_URL for tests: outbound messages go here, to respx."""
+SID = "AC" + "0" * 32
+
+
+def mocked_twilio(mock: respx.MockRouter) -> respx.Route:
+    mock.route(host="127.0.0.1").pass_through()
+    return mock.post(f"{TWILIO}/2010-04-01/Accounts/{SID}/Messages.json").mock(
+        return_value=httpx.Response(201, json={"sid": "SM" + "d" * 32, "status": "queued"})
+    )
+
+
+def bodies(route: respx.Route) -> list[dict[str, str]]:
+    """The form fields of each message sent through the mocked API (To, Body, MediaUrl …)."""
+    return [dict(httpx.QueryParams(call.request.content.decode())) for call in route.calls]
+
+
+async def until(condition: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")

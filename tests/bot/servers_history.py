@@ -45,7 +45,9 @@ class Postgres:
 
     def reset(self) -> None:
         """An empty database for the next test: Operator's tables and its schema version gone."""
-        self.execute("DROP TABLE IF EXISTS message_history, alert_subscriptions, operator_alembic_version")
+        self.execute(
+            "DROP TABLE IF EXISTS message_history, alert_subscriptions, health_checks, health_hours, operator_alembic_version"
+        )
 
 
 @contextlib.contextmanager

@@ -3,36 +3,20 @@ against a real Prometheus, each texting through a mocked Twilio REST API."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 import respx
 
 from bot.settings import DEFAULT_METRICS
-from tests.bot.appserver import ALICE, BOB, serve, settings_for, sign
+from tests.bot.appserver import ALICE, BOB, SID, TWILIO, bodies, mocked_twilio, serve, settings_for, sign, until
 from tests.servers import Exporter, PrometheusServer
 
 pytestmark = pytest.mark.anyio
-TWILIO = "http://twilio.test"
-SID = "AC" + "0" * 32
 TOKEN = "hook-" + "y" * 27
-
-
-def mocked_twilio(mock: respx.MockRouter) -> respx.Route:
-    mock.route(host="127.0.0.1").pass_through()
-    return mock.post(f"{TWILIO}/2010-04-01/Accounts/{SID}/Messages.json").mock(
-        return_value=httpx.Response(201, json={"sid": "SM" + "d" * 32, "status": "queued"})
-    )
-
-
-def bodies(route: respx.Route) -> list[dict[str, str]]:
-    return [dict(httpx.QueryParams(call.request.content.decode())) for call in route.calls]
 
 
 async def test_datadog_webhook_with_the_shared_secret(tmp_path: Path) -> None:
@@ -125,12 +109,3 @@ def test_rules_check_against_the_live_prometheus(tmp_path: Path, watched: tuple[
     assert bad.returncode == 2 and "KnownValueHigh" in bad.stderr and "op" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert DEFAULT_METRICS  # the built-in aliases are what rules' `metric:` refers to
-
-
-async def until(condition: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")

@@ -160,18 +160,13 @@ async def test_caps_and_control_characters_round_trip(history: History) -> None:
     assert await history.recent() == [stored]
 
 
-async def test_a_thousand_rows_go_in_and_come_out_quickly(history: History) -> None:
-    started = time.perf_counter()
+async def test_a_thousand_rows_go_in_and_come_out_in_order(history: History) -> None:
     for i in range(1000):
         await history.record(ALICE if i % 2 else BOB, "in", f"status {i}", intent="status", latency_ms=i,
                              at=T0 + timedelta(seconds=i))  # fmt: skip
-    inserted = time.perf_counter()
     entries = await history.recent(1000)
-    selected = time.perf_counter()
     assert [e.text for e in entries] == [f"status {i}" for i in reversed(range(1000))]
     assert await history.count() == 1000
-    assert inserted - started < 5, f"1,000 records took {inserted - started:.1f} s"
-    assert selected - inserted < 1, f"reading 1,000 rows took {selected - inserted:.2f} s"
 
 
 async def test_many_tasks_record_at_once(history: History) -> None:

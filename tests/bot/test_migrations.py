@@ -44,6 +44,7 @@ from bot.migrate import (
     current,
     downgrade,
     main_upgrade,
+    target_metadata,
     upgrade,
 )
 from tests.bot.servers_history import Postgres, postgres
@@ -52,8 +53,8 @@ from tests.servers import LOOPBACK
 
 pytestmark = pytest.mark.anyio
 
-HEAD = "0001"
-OUR_TABLES = {"message_history", "alert_subscriptions"}
+HEAD = "0002"
+OUR_TABLES = {"message_history", "alert_subscriptions", "health_checks", "health_hours"}
 ALICE = "+15551230001"
 
 
@@ -135,8 +136,7 @@ def differences(conn: Connection) -> list[Any]:
 
     No table filter: each test's database is its own, so any extra or missing table would show."""
     context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": True})
-    models = [HISTORY_METADATA, SUBSCRIPTIONS_METADATA]  # a list works (AutogenContext); the annotation says one
-    return list(compare_metadata(context, models))  # type: ignore[arg-type]
+    return list(compare_metadata(context, target_metadata()))  # type: ignore[arg-type]  # a list works
 
 
 def snapshot(conn: Connection) -> dict[str, Any]:
@@ -233,7 +233,7 @@ async def test_the_migrated_schema_is_what_create_all_made(new_database: Callabl
     engines = migrated.engine(), created.engine()
     try:
         await upgrade(engines[0])
-        await create_all(engines[1], HISTORY_METADATA, SUBSCRIPTIONS_METADATA)
+        await create_all(engines[1], *target_metadata())
         assert await read(engines[0], snapshot) == await read(engines[1], snapshot)
     finally:
         for made in engines:
@@ -248,17 +248,22 @@ async def test_a_second_upgrade_changes_nothing(engine: AsyncEngine, caplog: pyt
     before = await read(engine, snapshot)
     assert await upgrade(engine) == HEAD
     assert await upgrade(engine) == HEAD
-    assert applied(caplog.records) == [f"Running upgrade  -> {HEAD}, {_baseline_doc()}"]
+    assert applied(caplog.records) == EVERY_STEP
     assert await read(engine, snapshot) == before
     assert await read(engine, version_rows) == [HEAD]
     assert await History(engine).count() == 1
 
 
-def _baseline_doc() -> str:
+def _doc(revision: str) -> str:
     script = ScriptDirectory.from_config(alembic_config())
-    baseline = script.get_revision("0001")
-    assert baseline is not None
-    return str(baseline.doc)
+    found = script.get_revision(revision)
+    assert found is not None
+    return str(found.doc)
+
+
+AFTER_BASELINE = [f"Running upgrade 0001 -> 0002, {_doc('0002')}"]
+"""What an upgrade from the baseline runs: every revision after it, in order."""
+EVERY_STEP = [f"Running upgrade  -> 0001, {_doc('0001')}", *AFTER_BASELINE]
 
 
 # --- databases from before migrations -------------------------------------------------------------
@@ -283,7 +288,7 @@ async def test_a_database_made_by_create_all_is_adopted(
     assert await current(engine) is None
     assert await upgrade(engine) == HEAD
     assert await current(engine) == HEAD
-    assert applied(caplog.records) == []  # stamped, not run
+    assert applied(caplog.records) == AFTER_BASELINE  # stamped at the baseline, not run; the later ones run
     assert any("adopted" in r.getMessage() for r in caplog.records)
     assert await read(engine, differences) == []
     assert await read(engine, table_names) >= OUR_TABLES
@@ -321,7 +326,7 @@ async def test_concurrent_upgrades_from_several_engines(database: Database, capl
     try:
         results = await asyncio.gather(*(upgrade(made, lock_timeout_s=10) for made in engines))  # fail, not hang
         assert results == [HEAD] * 4
-        assert len(applied(caplog.records)) == 1
+        assert applied(caplog.records) == EVERY_STEP  # once: by whichever took the lock first
         assert await read(engines[0], version_rows) == [HEAD]
         assert await read(engines[0], differences) == []
     finally:
@@ -371,7 +376,7 @@ async def test_concurrent_upgrades_from_two_processes(database: Database, tmp_pa
     assert [child.returncode for child in children] == [0, 0], outputs
     assert [out.strip() for out, _ in outputs] == [HEAD, HEAD]
     logs = "".join(err for _, err in outputs)
-    assert logs.count("Running upgrade") == 1, logs
+    assert logs.count("Running upgrade") == len(EVERY_STEP), logs
     engine = database.engine()
     try:
         assert await read(engine, version_rows) == [HEAD]
@@ -397,7 +402,7 @@ async def test_an_upgrade_waits_for_the_lock_then_finds_the_work_done(database: 
 
 def create_all_ddl(dialect: Dialect) -> list[str]:
     """The statements `create_all` runs for the models, to run on a connection of our own."""
-    tables = [*HISTORY_METADATA.sorted_tables, *SUBSCRIPTIONS_METADATA.sorted_tables]
+    tables = [*HISTORY_METADATA.sorted_tables, *SUBSCRIPTIONS_METADATA.sorted_tables]  # the tables of before 0001
     statements = [CreateTable(table) for table in tables] + [CreateIndex(i) for t in tables for i in t.indexes]
     return [str(statement.compile(dialect=dialect)) for statement in statements]
 
