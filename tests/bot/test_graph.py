@@ -89,6 +89,9 @@ async def test_a_graph_is_sent_as_a_picture_whose_line_follows_the_data(
         viewer = await bot.text("graph known checkout 10m", number=BOB)  # reading is for everyone
         assert len(media_of(viewer.text)) == 1 and media_of(viewer.text) != media
 
+        sloppy = await bot.text("can u show me a chart of checkout known, past 10 mins pls")  # free-form
+        assert len(media_of(sloppy.text)) == 1 and "checkout" in message_of(sloppy)
+
 
 async def test_media_urls_cannot_be_guessed_and_expire(tmp_path: Path, stepped: PrometheusServer) -> None:
     async with serve(settings_for(tmp_path, config(stepped, "media_ttl_s: 1.5\n"))) as bot:
