@@ -22,9 +22,19 @@ from bot.media import new_token
 from bot.redis_stores import RedisMediaStore, redis_client
 from bot.stores import StoreUnavailable
 from bot.webhook import twiml
-from tests.bot.appserver import ALICE, BOB, PUBLIC_URL, message_of, serve, settings_for
+from tests.bot.appserver import (
+    ALICE,
+    BOB,
+    PUBLIC_URL,
+    TWILIO,
+    bodies,
+    message_of,
+    mocked_twilio,
+    serve,
+    settings_for,
+    until,
+)
 from tests.bot.servers_redis import RedisServer, redis_server
-from tests.bot.test_alerting_more import TWILIO, bodies, mocked_twilio, until
 from tests.servers import Exporter, PrometheusServer, refused_url
 
 pytestmark = pytest.mark.anyio
