@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import rules_cost
 from tests.bot.appserver import serve, settings_for
-from tests.monitors.servers_alertmanager import alertmanager
+from tests.monitors.servers_alertmanager import alertmanager, webhook_receiver
 from tests.servers import free_port
 
 HOOK_TOKEN = "bench-" + "t" * 26
@@ -57,24 +57,6 @@ class FakeTwilio:
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
 
-def receiver(bot_url: str) -> str:
-    return f"""\
-route:
-  receiver: bot
-  group_by: [alertname, n]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: bot
-    webhook_configs:
-      - url: {bot_url}/webhooks/alertmanager
-        send_resolved: false
-        http_config:
-          authorization: {{type: Bearer, credentials: {HOOK_TOKEN}}}
-"""
-
-
 async def alert_to_send(alerts: int) -> list[float]:
     folder = Path(tempfile.mkdtemp(prefix="operator-alerts-"))
     twilio = FakeTwilio()
@@ -86,7 +68,13 @@ async def alert_to_send(alerts: int) -> list[float]:
     latencies: list[float] = []
     async with serve(settings) as bot:
         (folder / "am").mkdir()
-        with alertmanager(folder / "am", receiver(bot.url), port=am_port) as am:
+        with alertmanager(
+            folder / "am",
+            webhook_receiver(
+                f"{bot.url}/webhooks/alertmanager", group_by=("alertname", "n"), send_resolved=False, token=HOOK_TOKEN
+            ),
+            port=am_port,
+        ) as am:
             recipients = len(settings.users)
             for n in range(alerts):
                 before = len(twilio.arrivals)

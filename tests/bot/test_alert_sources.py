@@ -32,6 +32,7 @@ from bot.alerting.sources import (
     parse_alertmanager,
     parse_datadog,
 )
+from tests.monitors.servers_alertmanager import webhook_receiver
 from tests.servers import LOOPBACK, Process, binary, free_port, http_status, wait_until
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -452,20 +453,6 @@ def test_a_fully_stale_delivery_leaves_nothing_to_text() -> None:
 
 # --- a real Alertmanager posting to us --------------------------------------------------------------------------
 
-RECEIVER_CONFIG = """\
-route:
-  receiver: bot
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: bot
-    webhook_configs:
-      - url: {url}
-        send_resolved: true
-"""
-
 
 @dataclass
 class Receiver:
@@ -518,7 +505,7 @@ def test_a_real_alertmanager_retry_has_the_same_key_and_a_resolution_a_new_one(t
     receiver = Receiver(fail_first=1)
     with receiving(receiver) as hook:
         config = tmp_path / "alertmanager.yml"
-        config.write_text(RECEIVER_CONFIG.format(url=hook))
+        config.write_text(webhook_receiver(hook))
         port = free_port()
         args = [binary("prometheus-alertmanager", "/usr/bin/alertmanager"), f"--config.file={config}",
                 f"--storage.path={tmp_path / 'data'}", f"--web.listen-address={LOOPBACK}:{port}",

@@ -16,7 +16,7 @@ import pytest
 import respx
 
 from tests.bot.appserver import ALICE, BOB, Running, message_of, serve, settings_for
-from tests.monitors.servers_alertmanager import AlertmanagerServer, alertmanager
+from tests.monitors.servers_alertmanager import AlertmanagerServer, alertmanager, webhook_receiver
 from tests.servers import Exporter, free_port, prometheus
 
 pytestmark = pytest.mark.anyio
@@ -34,26 +34,6 @@ def resolved_version(path: Path) -> bytes:
         alert["status"] = "resolved"
         alert["endsAt"] = "2026-11-21T23:20:00Z"
     return json.dumps(payload).encode()
-
-
-def receiver_config(bot_url: str) -> str:
-    return f"""\
-route:
-  receiver: bot
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: bot
-    webhook_configs:
-      - url: {bot_url}/webhooks/alertmanager
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {HOOK_TOKEN}
-"""
 
 
 @dataclass
@@ -89,7 +69,9 @@ async def running(tmp: Path, config: str = "") -> AsyncIterator[Setup]:
         folder = tmp / "am"
         folder.mkdir(exist_ok=True)
         async with serve(settings) as bot:
-            with alertmanager(folder, receiver_config(bot.url), port=am_port) as am:
+            with alertmanager(
+                folder, webhook_receiver(f"{bot.url}/webhooks/alertmanager", token=HOOK_TOKEN), port=am_port
+            ) as am:
                 yield Setup(bot, am, twilio)
 
 

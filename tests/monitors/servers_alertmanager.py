@@ -30,6 +30,27 @@ receivers:
 """A receiver with no integrations: alerts are routed and grouped, and no notification leaves."""
 
 
+def webhook_receiver(
+    url: str, *, group_by: tuple[str, ...] = ("alertname",), send_resolved: bool = True, token: str | None = None
+) -> str:
+    """A config whose one receiver posts every group at once (group_wait 0) to `url`, with a bearer token if
+    given: what the bot's own tests and benchmarks point Alertmanager at."""
+    auth = f"\n        http_config: {{authorization: {{type: Bearer, credentials: {token}}}}}" if token else ""
+    return f"""\
+route:
+  receiver: bot
+  group_by: [{", ".join(group_by)}]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: bot
+    webhook_configs:
+      - url: {url}
+        send_resolved: {str(send_resolved).lower()}{auth}
+"""
+
+
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
