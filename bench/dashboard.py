@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.health_log import Sample, store_samples
-from bot.history import History, HistoryEntry, make_entry
+from bot.db.health_log import Sample, store_samples
+from bot.db.history import History, HistoryEntry, make_entry
 from tests.bot.appserver import serve, settings_for
 
 TOKEN = "bench-dashboard-token-0123456789"

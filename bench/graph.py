@@ -22,7 +22,7 @@ FIRST_CALL = """
 import time
 t0 = time.perf_counter()
 from bench.graph import latency_series
-from bot.charts import render_png
+from bot.charts.render import render_png
 t1 = time.perf_counter()
 series = latency_series(1, {points})
 t2 = time.perf_counter()
@@ -61,13 +61,13 @@ def bench_first_call(points: int, width: int, height: int, runs: int) -> None:
         seconds.append(second)
     print(
         f"first render      {statistics.median(firsts) * 1000:8.0f} ms in a fresh process, matplotlib import "
-        f"included (then {statistics.median(seconds) * 1000:.0f} ms; `import bot.charts` "
+        f"included (then {statistics.median(seconds) * 1000:.0f} ms; `import bot.charts.render` "
         f"{statistics.median(imports) * 1000:.0f} ms), median of {runs}"
     )
 
 
 def bench_steady(count: int, points: int, width: int, height: int, renders: int) -> None:
-    from bot.charts import render_png
+    from bot.charts.render import render_png
 
     series = latency_series(count, points)
     render_png(series, title="warm-up", unit="s", width_px=width, height_px=height)
@@ -85,7 +85,7 @@ def bench_steady(count: int, points: int, width: int, height: int, renders: int)
 
 
 def bench_text(points: int) -> None:
-    from bot.charts import chart_text
+    from bot.charts.render import chart_text
 
     series = latency_series(5, points)
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bot.context import InMemoryContextStore
+from bot.state.memory.context import InMemoryContextStore
 from intents import Context, Intent, Parser, remember
 
 CASES = Path(__file__).resolve().parent.parent / "tests" / "intents" / "cases"

@@ -34,7 +34,7 @@ from tests.bot.servers_redis import redis_server
 
 
 async def _per_message(url: str, messages: int) -> list[float]:
-    from bot.redis_stores import RedisContextStore, RedisIdempotency, RedisRateLimiter, redis_client
+    from bot.state.redis.stores import RedisContextStore, RedisIdempotency, RedisRateLimiter, redis_client
     from intents.models import Context, Intent
 
     client = redis_client(url)

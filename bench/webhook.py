@@ -1,6 +1,6 @@
 """Benchmark of the SMS webhook beside a minimal reference endpoint, measured in the same run.
 
-Both run under uvicorn with one worker on loopback: the bot (`bot.app`, signed `help` texts through
+Both run under uvicorn with one worker on loopback: the bot (`bot.web.app`, signed `help` texts through
 the whole path: signature, allowlist, limits, parse, context, command, SMS finishing, history) and a
 minimal FastAPI endpoint that only parses the form, checks the signature and returns fixed TwiML.
 wrk (Debian's `wrk`) drives both with the same signed request; then the bot soaks for a while and

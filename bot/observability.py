@@ -9,7 +9,7 @@ import sys
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pythonjsonlogger.json import JsonFormatter
 
-from bot.privacy import redact_numbers
+from bot.sms.privacy import redact_numbers
 
 
 class Metrics:
@@ -60,5 +60,5 @@ def setup_logging(json: bool = False, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for chatty in ("httpx", "httpcore"):  # they log whole request URLs (account ids, internal hosts)
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # bot.migrate logs one line when it migrates
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # bot.db.migrate logs one line when it migrates
     logging.getLogger("psycopg").setLevel(logging.ERROR)  # its cancel warnings name the database host

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.outbound import Delivery
-from bot.privacy import mask_number
+from bot.sms.outbound import Delivery
+from bot.sms.privacy import mask_number
 from monitors.base import (
     AlertList,
     AlertQuery,

@@ -18,16 +18,24 @@ from datetime import UTC, datetime
 from bot.alerting.model import AlertEvent, Notification
 from bot.alerting.recipients import Deduplicator, RecipientRule, SendBudget, rules_from_users, wants
 from bot.alerting.state import Changes
-from bot.alerting.subscriptions import Subscriptions, SubscriptionsUnavailable
 from bot.alerting.texts import format_firing, format_resolved, format_summary, numbered
-from bot.audit import AuditWriter
-from bot.context import ContextStore
-from bot.history import make_entry
+from bot.db.audit import AuditWriter
+from bot.db.history import make_entry
+from bot.db.subscriptions import Subscriptions, SubscriptionsUnavailable
 from bot.observability import Metrics
-from bot.outbound import Sender
-from bot.privacy import mask_number
 from bot.settings import Settings
-from bot.stores import DEDUP_TTL_S, AlertStore, BudgetStore, DedupStore, LocalBudget, LocalDedup, StoreUnavailable
+from bot.sms.outbound import Sender
+from bot.sms.privacy import mask_number
+from bot.state.memory.context import ContextStore
+from bot.state.protocols import (
+    DEDUP_TTL_S,
+    AlertStore,
+    BudgetStore,
+    DedupStore,
+    LocalBudget,
+    LocalDedup,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ class Changes:
 
 
 class AlertBook:
-    """Open alerts in memory (`bot.redis_stores.RedisAlertBook` implements the same methods for several
+    """Open alerts in memory (`bot.state.redis.stores.RedisAlertBook` implements the same methods for several
     instances). Async so both can be used the same way."""
 
     def __init__(self, tombstone_s: float = 3600.0, max_alerts: int = 50_000, clock: Clock = time.time) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.alerting.model import AlertEvent, Notification
-from bot.sms import fit, fold, segment_count
+from bot.sms.encoding import fit, fold, segment_count
 from monitors.formatting import clip, duration
 
 ACTIONS = "Reply ack N, silence N 1h"

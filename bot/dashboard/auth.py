@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
-from bot.security import PLACEHOLDER_SECRETS
 from bot.settings import ConfigError, Settings
+from bot.web.security import PLACEHOLDER_SECRETS
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from sqlalchemy import Integer, and_, case, cast, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.health_log import HEALTH_CHECKS, HEALTH_HOURS, hour_of
-from bot.history import MESSAGES, History, clean_text
+from bot.db.health_log import HEALTH_CHECKS, HEALTH_HOURS, hour_of
+from bot.db.history import MESSAGES, History, clean_text
 
 TIMEOUT_S = 3.0
 """Per page: a page that waits longer for its database is better shown with a notice."""

@@ -40,7 +40,7 @@ from bot.dashboard.auth import (
     token_matches,
 )
 from bot.dashboard.queries import DashboardQueries, MessagePage, Overview
-from bot.history import HistoryUnavailable
+from bot.db.history import HistoryUnavailable
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

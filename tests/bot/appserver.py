@@ -16,10 +16,10 @@ import uvicorn
 from fastapi import FastAPI
 from twilio.request_validator import RequestValidator
 
-from bot.app import create_app
-from bot.history import HistoryEntry
+from bot.db.history import HistoryEntry
 from bot.settings import Settings, load_settings
-from bot.webhook import Webhook
+from bot.web.app import create_app
+from bot.web.webhook import Webhook
 from tests.servers import free_port
 
 TOKEN = "f2d3c4b5a6978877665544332211aabb"

@@ -22,7 +22,7 @@ from bot.alerting.texts import (
     format_summary,
     numbered,
 )
-from bot.sms import is_gsm7, segment_count
+from bot.sms.encoding import is_gsm7, segment_count
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = datetime(2026, 11, 21, 23, 21, 56, 500000, tzinfo=UTC)  # db1 fired 3m ago, db2 2m 54s ago

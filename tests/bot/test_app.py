@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
-from bot.app import create_app
-from bot.security import WebhookSecurity
 from bot.settings import ConfigError, load_settings
+from bot.web.app import create_app
+from bot.web.security import WebhookSecurity
 from tests.bot.appserver import ALICE, BOB, PUBLIC_URL, STRANGER, TOKEN, message_of, serve, settings_for, sign
 from tests.fakes import RecordingSender
 from tests.servers import FaultServer

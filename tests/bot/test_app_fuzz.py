@@ -18,7 +18,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import create_app
+from bot.web.app import create_app
 from tests.bot.appserver import ALICE, STRANGER, settings_for, sign
 from tests.servers import free_port
 

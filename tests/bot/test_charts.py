@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.charts import (
+from bot.charts.render import (
     MAX_DRAWN,
     NO_DATA,
     PALETTE,
@@ -24,7 +24,7 @@ from bot.charts import (
     sparkline,
     title_for,
 )
-from bot.sms import is_gsm7, segment_count, septets
+from bot.sms.encoding import is_gsm7, segment_count, septets
 from monitors.base import Series
 from monitors.formatting import human
 

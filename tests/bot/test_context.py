@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bot.context import InMemoryContextStore
+from bot.state.memory.context import InMemoryContextStore
 from intents import Context, Intent
 
 

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from bot.build import LOCAL_USER, build_store, role_of
-from bot.commands import default_registry
-from bot.commands.registry import Answer, CommandRegistry, CommandSpec, DuplicateCommand, Request
-from bot.conversation import Conversation, Reply
-from bot.runtime import open_runtime
+from bot.core.commands import default_registry
+from bot.core.commands.registry import Answer, CommandRegistry, CommandSpec, DuplicateCommand, Request
+from bot.core.conversation import Conversation, Reply
+from bot.core.roles import LOCAL_USER, build_store, role_of
+from bot.core.runtime import open_runtime
 from bot.settings import Settings, load_settings
-from bot.stores import CONTEXT_UNAVAILABLE, StoreUnavailable
+from bot.state.protocols import CONTEXT_UNAVAILABLE, StoreUnavailable
 from intents import Context, Intent, Parser
 
 

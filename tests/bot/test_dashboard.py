@@ -28,8 +28,7 @@ from click.testing import CliRunner
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.app import create_app
-from bot.cli import main as cli
+from bot.cli.main import main as cli
 from bot.dashboard.auth import (
     LoginThrottle,
     Sessions,
@@ -39,9 +38,10 @@ from bot.dashboard.auth import (
     verify_password,
 )
 from bot.dashboard.views import SECURITY_HEADERS
-from bot.health_log import Sample, store_samples
-from bot.history import MESSAGES, History, engine_url, make_entry
+from bot.db.health_log import Sample, store_samples
+from bot.db.history import MESSAGES, History, engine_url, make_entry
 from bot.settings import ConfigError, Settings
+from bot.web.app import create_app
 from tests.bot.appserver import ALICE, BOB, Running, serve, settings_for
 from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import TcpServer
@@ -718,7 +718,7 @@ def test_hash_password_asks_twice_without_echo_on_a_terminal() -> None:
 ON_A_TERMINAL = """
 import fcntl, sys, termios
 fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # a new session's leader takes its stdin's pty as controlling terminal
-from bot.cli import main
+from bot.cli.main import main
 main(sys.argv[1:], prog_name="operator")
 """
 

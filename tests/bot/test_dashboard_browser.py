@@ -26,8 +26,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from bot.health_log import Sample, store_samples
-from bot.history import History, make_entry
+from bot.db.health_log import Sample, store_samples
+from bot.db.history import History, make_entry
 from tests.bot.appserver import ALICE, BOB, serve
 from tests.bot.test_dashboard import PASSWORD, dashboard_settings
 

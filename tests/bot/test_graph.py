@@ -17,11 +17,11 @@ import pytest
 import respx
 from PIL import Image
 
-from bot.charts import PALETTE
-from bot.media import new_token
-from bot.redis_stores import RedisMediaStore, redis_client
-from bot.stores import StoreUnavailable
-from bot.webhook import twiml
+from bot.charts.media import new_token
+from bot.charts.render import PALETTE
+from bot.state.protocols import StoreUnavailable
+from bot.state.redis.stores import RedisMediaStore, redis_client
+from bot.web.webhook import twiml
 from tests.bot.appserver import (
     ALICE,
     BOB,

@@ -23,8 +23,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.alerting.runner import FileLease
-from bot.health_log import (
+from bot.alerting.rules.loop import FileLease
+from bot.db.health_log import (
     HEALTH_CHECKS,
     HEALTH_HOURS,
     KEEP_S,
@@ -35,10 +35,10 @@ from bot.health_log import (
     prune,
     store_samples,
 )
-from bot.health_log import METADATA as HEALTH_METADATA
-from bot.history import History, HistoryUnavailable, engine_url, make_entry, open_history
-from bot.migrate import VERSION_TABLE, current, downgrade, target_metadata, upgrade
-from bot.stores import StoreUnavailable
+from bot.db.health_log import METADATA as HEALTH_METADATA
+from bot.db.history import History, HistoryUnavailable, engine_url, make_entry, open_history
+from bot.db.migrate import VERSION_TABLE, current, downgrade, target_metadata, upgrade
+from bot.state.protocols import StoreUnavailable
 from monitors.base import Health
 from monitors.errors import BackendUnavailable
 from monitors.resilience import HealthCache
@@ -160,7 +160,7 @@ async def test_downgrade_to_0001_drops_only_the_health_tables_and_upgrade_brings
     assert await upgrade(engine) == "0002"
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Running upgrade")] == [
         "Running upgrade 0001 -> 0002, Backend health history for the dashboard "
-        "(`bot.health_log.HEALTH_CHECKS` and `HEALTH_HOURS`)."
+        "(`bot.db.health_log.HEALTH_CHECKS` and `HEALTH_HOURS`)."
     ]
     assert await read(engine, differences) == []
     assert [entry.text for entry in await History(engine).recent()] == ["kept across the downgrade"]
@@ -287,7 +287,7 @@ async def test_samples_older_than_thirty_days_are_pruned(history: History) -> No
 async def test_the_loop_survives_a_database_failure_and_logs_it_once(
     history: History, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.health_log")
+    caplog.set_level(logging.INFO, logger="bot.db.health_log")
     async with history.engine.begin() as conn:
         await conn.execute(text("DROP TABLE health_checks"))
     running = recorder(history, [Scripted("prometheus")], interval_s=0.05, timeout_s=2)

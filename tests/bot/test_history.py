@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.history import (
+from bot.db.history import (
     COMMAND_MAX,
     DETAIL_MAX,
     TEXT_MAX,

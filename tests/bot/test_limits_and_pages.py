@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from bot.conversation import Reply
-from bot.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets, Verdict
+from bot.core.conversation import Reply
 from bot.observability import MaskNumbers, setup_logging
-from bot.pages import InMemoryPageStore
-from bot.replies import SmsReplies, context_note
+from bot.sms.replies import SmsReplies, context_note
+from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets, Verdict
+from bot.state.memory.pages import InMemoryPageStore
 from intents import Intent, Parse
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@ import secrets
 
 import pytest
 
-from bot.media import TOKEN_PATTERN, InMemoryMediaStore, media_url, new_token, valid_token
+from bot.charts.media import TOKEN_PATTERN, InMemoryMediaStore, media_url, new_token, valid_token
 
 pytestmark = pytest.mark.anyio
 

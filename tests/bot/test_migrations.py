@@ -33,10 +33,9 @@ from sqlalchemy import Connection, Dialect, MetaData, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from bot.alerting.subscriptions import METADATA as SUBSCRIPTIONS_METADATA
-from bot.history import METADATA as HISTORY_METADATA
-from bot.history import History, HistoryUnavailable, engine_url, make_entry
-from bot.migrate import (
+from bot.db.history import METADATA as HISTORY_METADATA
+from bot.db.history import History, HistoryUnavailable, engine_url, make_entry
+from bot.db.migrate import (
     LOCK_KEY,
     VERSION_TABLE,
     MigrationFailed,
@@ -47,6 +46,7 @@ from bot.migrate import (
     target_metadata,
     upgrade,
 )
+from bot.db.subscriptions import METADATA as SUBSCRIPTIONS_METADATA
 from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import APP_PASSWORD, APP_USER, SERVER_USER
 from tests.servers import LOOPBACK
@@ -204,8 +204,8 @@ def test_the_revision_history_is_one_line_from_the_baseline() -> None:
 
 
 def test_the_environment_refuses_to_run_without_the_lock() -> None:
-    """Run bare (Alembic's own CLI or offline mode), env.py refuses: no connection from `bot.migrate`."""
-    with pytest.raises(RuntimeError, match="through bot.migrate"):
+    """Run bare (Alembic's own CLI or offline mode), env.py refuses: no connection from `bot.db.migrate`."""
+    with pytest.raises(RuntimeError, match="through bot.db.migrate"):
         command.upgrade(alembic_config(), "head")
 
 
@@ -338,8 +338,8 @@ CHILD = """
 import asyncio, logging, pathlib, sys
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from bot.history import engine_url
-from bot.migrate import upgrade
+from bot.db.history import engine_url
+from bot.db.migrate import upgrade
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from bot.build import build_store
-from bot.commands import default_registry
-from bot.conversation import Conversation
+from bot.core.commands import default_registry
+from bot.core.conversation import Conversation
+from bot.core.roles import build_store
 from bot.settings import Settings, load_settings
 from intents import Parser
 from monitors.base import Alert, AlertList, AlertQuery, Kind, LogQuery, MetricQuery

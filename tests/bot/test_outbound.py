@@ -24,7 +24,8 @@ import httpx
 import pytest
 import respx
 
-from bot.outbound import (
+from bot.settings import load_settings
+from bot.sms.outbound import (
     Delivery,
     HttpxTwilioHttpClient,
     Sender,
@@ -34,7 +35,6 @@ from bot.outbound import (
     safe_text,
     sender_unavailable,
 )
-from bot.settings import load_settings
 from monitors.http import new_client
 from tests.servers import FaultServer, refused_url
 

@@ -25,7 +25,7 @@ from bot.alerting.recipients import (
 from bot.alerting.sources import parse_alertmanager
 from bot.alerting.texts import format_firing, format_summary, numbered
 from bot.settings import load_settings
-from bot.sms import segment_count
+from bot.sms.encoding import segment_count
 
 ALICE, BOB, MALLORY = "+15551230001", "+15551230002", "+15559990000"
 ALLOWLIST = {ALICE: "alice", BOB: "bob"}

@@ -24,12 +24,30 @@ from redis.asyncio import Redis
 from bot.alerting.actions import Actions, Done
 from bot.alerting.model import AlertEvent, Notification, Severity
 from bot.alerting.recipients import Deduplicator, SendBudget
-from bot.alerting.runner import FileLease
+from bot.alerting.rules.loop import FileLease
 from bot.alerting.state import AlertBook, Changes
-from bot.context import ContextStore, InMemoryContextStore
-from bot.limits import Idempotency, InMemoryIdempotency, InMemoryRateLimiter, RateLimiter, TokenBuckets, Verdict
-from bot.pages import InMemoryPageStore, PageStore
-from bot.redis_stores import (
+from bot.settings import ConfigError, Settings
+from bot.state.memory.context import ContextStore, InMemoryContextStore
+from bot.state.memory.limits import (
+    Idempotency,
+    InMemoryIdempotency,
+    InMemoryRateLimiter,
+    RateLimiter,
+    TokenBuckets,
+    Verdict,
+)
+from bot.state.memory.pages import InMemoryPageStore, PageStore
+from bot.state.protocols import (
+    ActionStore,
+    AlertStore,
+    BudgetStore,
+    DedupStore,
+    Lease,
+    LocalBudget,
+    LocalDedup,
+    StoreUnavailable,
+)
+from bot.state.redis.stores import (
     RedisActions,
     RedisAlertBook,
     RedisBudget,
@@ -45,17 +63,6 @@ from bot.redis_stores import (
     context_to_json,
     open_redis_stores,
     redis_client,
-)
-from bot.settings import ConfigError, Settings
-from bot.stores import (
-    ActionStore,
-    AlertStore,
-    BudgetStore,
-    DedupStore,
-    Lease,
-    LocalBudget,
-    LocalDedup,
-    StoreUnavailable,
 )
 from intents.models import Context, Intent
 from tests.bot.servers_redis import PASSWORD, RedisServer, redis_server

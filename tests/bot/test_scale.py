@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import pytest
 
-from bot.stores import CONTEXT_UNAVAILABLE
+from bot.state.protocols import CONTEXT_UNAVAILABLE
 from tests.bot.appserver import ALICE, PUBLIC_URL, TOKEN, USERS, sign
 from tests.bot.servers_history import Postgres, postgres
 from tests.bot.servers_redis import RedisServer, redis_server

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from bot.serving import with_tcp_protocol
+from bot.web.serving import with_tcp_protocol
 from tests.servers import LOOPBACK
 
 

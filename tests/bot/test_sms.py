@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.sms import encoding, fit, fold, is_gsm7, paginate, segment_count, septets, units
+from bot.sms.encoding import encoding, fit, fold, is_gsm7, paginate, segment_count, septets, units
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 HINT = "\n(more: reply MORE)"

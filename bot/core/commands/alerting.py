@@ -1,0 +1,221 @@
+"""Acting on alerts by reply: ack, silence (confirmed with a code), confirm, undo, unsilence, and
+subscribing to alert texts.
+
+A number in "ack 2" or "silence 2 1h" is the position in the last list or alert text that person
+received (kept in their context); a name is looked up among open alerts. Writes need the operator
+role (the registry enforces it before the handler runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bot.alerting.actions import Actions
+from bot.alerting.model import AlertEvent
+from bot.alerting.state import AlertBook
+from bot.core.commands.registry import Answer, Request, command
+from bot.db.subscriptions import Subscriptions, SubscriptionsUnavailable
+from bot.settings import Settings
+from intents.durations import format_duration
+from intents.models import seconds_of
+from monitors.alertmanager import Alertmanager
+from monitors.base import Alert, AlertList, AlertQuery, Kind
+from monitors.errors import BackendError, describe
+from monitors.formatting import safe
+
+
+@dataclass(frozen=True)
+class Target:
+    """The alert a reply means, with the labels a silence must match."""
+
+    fingerprint: str
+    name: str
+    labels: dict[str, str]
+
+    @property
+    def description(self) -> str:
+        shown = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()) if k not in ("alertname", "severity"))
+        return safe(f"{self.name}{{{shown}}}" if shown else self.name, 80)
+
+
+def _alertmanager(request: Request) -> Alertmanager | None:
+    for monitor in request.resources["monitors"].for_kind(Kind.ALERTS):
+        inner = getattr(monitor, "inner", monitor)
+        if isinstance(inner, Alertmanager):
+            return inner
+    return None
+
+
+async def _listed(request: Request) -> list[Alert]:
+    """Every open alert Alertmanager knows (for targets the bot has not been notified about)."""
+    manager = _alertmanager(request)
+    if manager is None:
+        return []
+    result = await manager.query(AlertQuery("all"))
+    return list(result.alerts) if isinstance(result, AlertList) else []
+
+
+async def resolve(request: Request, reference: str) -> Target | str:
+    """The alert `reference` (a list number or a name) means, or a short reply saying why not."""
+    book: AlertBook = request.resources["alert_book"]
+    if reference.isdigit():
+        numbered = request.context.alerts
+        position = int(reference)
+        if not 1 <= position <= len(numbered):
+            return f"No alert {position} in your last list. Text 'alerts' for the current one."
+        fingerprint = numbered[position - 1]
+        known = await book.get(fingerprint)
+        if known is not None:
+            return _target(known.event)
+        for alert in await _listed(request):
+            if fingerprint in (alert.fingerprint, alert.name):
+                return Target(alert.fingerprint or fingerprint, alert.name, dict(alert.labels))
+        return f"Alert {position} is no longer open."
+    matches = [_target(a.event) for a in await book.by_name(reference)]
+    if not matches:
+        matches = [Target(a.fingerprint, a.name, dict(a.labels)) for a in await _listed(request)
+                   if a.name.lower() == reference.lower() and a.state == "firing"]  # fmt: skip
+    if not matches:
+        return f"No open alert named {safe(reference, 40)}. Text 'alerts' for the list."
+    if len(matches) > 1:
+        lines = "\n".join(f"{n}) {t.description}" for n, t in enumerate(matches[:8], 1))
+        return f"{len(matches)} open {safe(reference, 40)} alerts:\n{lines}\nReply with the number."
+    return matches[0]
+
+
+def _target(event: AlertEvent) -> Target:
+    return Target(event.fingerprint, event.name, dict(event.labels))
+
+
+def _name(request: Request) -> str:
+    settings: Settings = request.resources["settings"]
+    user = settings.users.get(request.user)
+    return user.name if user is not None and user.name else request.user[-4:].rjust(len(request.user), "*")
+
+
+@command("ack", role="operator", usage="ack <number|alert>")
+async def ack(request: Request) -> Answer:
+    """Acknowledges an alert: you are on it, so its repeats stop texting everyone."""
+    try:
+        target = await resolve(request, str(request.parse.slots["alert"]))
+    except BackendError as exc:
+        return Answer(describe(exc))
+    if isinstance(target, str):
+        return Answer(target)
+    book: AlertBook = request.resources["alert_book"]
+    actions: Actions = request.resources["actions"]
+    who = _name(request)
+    if await book.ack(target.fingerprint, who) is None:
+        return Answer(f"{target.description} is not open here (already resolved?).")
+    await actions.done(request.user, "ack", target.fingerprint, target.description)
+    return Answer(f"Acked {target.description} for {who}. Its repeats won't text again. (undo within 5 min)")
+
+
+@command("silence", role="operator", usage="silence <number|alert> <duration>")
+async def silence(request: Request) -> Answer:
+    """Mutes an alert for a while, after you confirm with the code sent back: "silence HighCPU 2h"."""
+    if _alertmanager(request) is None:
+        return Answer("No alertmanager is configured, so nothing can be silenced.")
+    try:
+        target = await resolve(request, str(request.parse.slots["alert"]))
+    except BackendError as exc:
+        return Answer(describe(exc))
+    if isinstance(target, str):
+        return Answer(target)
+    duration = seconds_of(request.parse.slots, "duration_s") or 3600
+    actions: Actions = request.resources["actions"]
+    comment = " ".join(request.text.split())[:200] or request.parse.command
+    proposal = await actions.propose(request.user, target.fingerprint, target.description, duration, comment)
+    question = f"Silence {target.description} for {format_duration(duration)}? Reply Y {proposal.code}"
+    return Answer(question, replace(request.context, pending_code=proposal.code))
+
+
+@command("confirm", usage="y <code>")
+async def confirm(request: Request) -> Answer:
+    """Confirms a silence the bot asked about: reply "Y 4821" with the code it sent."""
+    actions: Actions = request.resources["actions"]
+    code = request.parse.slots.get("code")
+    proposal = await actions.accept(request.user, str(code) if code else None)
+    if proposal is None:
+        waiting = await actions.pending_code(request.user)
+        return Answer(f"That code does not match. Reply Y {waiting} to confirm." if waiting
+                      else "Nothing is waiting for confirmation.")  # fmt: skip
+    if request.role != "operator":
+        return Answer("Only operators can silence alerts.")
+    manager = _alertmanager(request)
+    if manager is None:
+        return Answer("No alertmanager is configured, so nothing can be silenced.")
+    book: AlertBook = request.resources["alert_book"]
+    known = await book.get(proposal.fingerprint)
+    labels = dict(known.event.labels) if known else {}
+    if not labels:
+        labels = next((dict(a.labels) for a in await _listed(request) if a.fingerprint == proposal.fingerprint), {})
+    if not labels:
+        return Answer(f"{proposal.description} is no longer open; nothing silenced.")
+    alert = Alert(labels.get("alertname", proposal.description), labels, "firing", fingerprint=proposal.fingerprint)
+    try:
+        silence_id = await manager.create_silence(alert, proposal.duration_s, _name(request), proposal.text)
+    except BackendError as exc:
+        return Answer(describe(exc))
+    await actions.done(request.user, "silence", proposal.fingerprint, proposal.description, silence_id)
+    return Answer(f"Silenced {proposal.description} for {format_duration(proposal.duration_s)} "
+                  f"(silence {silence_id[:8]}). Text 'undo' within 5 min to lift it.")  # fmt: skip
+
+
+@command("undo", role="operator", usage="undo")
+async def undo(request: Request) -> Answer:
+    """Reverses your last silence or ack within a few minutes."""
+    actions: Actions = request.resources["actions"]
+    done = await actions.undoable(request.user)
+    if done is None:
+        return Answer("Nothing to undo (undo works for 5 minutes after a silence or ack).")
+    if done.kind == "ack":
+        book: AlertBook = request.resources["alert_book"]
+        await book.unack(done.fingerprint)
+        return Answer(f"Ack of {done.description} undone.")
+    manager = _alertmanager(request)
+    if manager is None or done.silence_id is None:
+        return Answer("No alertmanager is configured, so the silence cannot be lifted.")
+    try:
+        await manager.expire_silence(done.silence_id)
+    except BackendError as exc:
+        await actions.keep(request.user, done)  # still undoable: the user may retry
+        return Answer(describe(exc))
+    return Answer(f"Silence of {done.description} lifted.")
+
+
+@command("unsilence", role="operator", usage="unsilence <silence id>")
+async def unsilence(request: Request) -> Answer:
+    """Ends a silence by its id (as the silence confirmation gave it)."""
+    manager = _alertmanager(request)
+    if manager is None:
+        return Answer("No alertmanager is configured.")
+    silence_id = str(request.parse.slots["id"])
+    try:
+        await manager.expire_silence(silence_id)
+    except BackendError as exc:
+        return Answer(describe(exc))
+    return Answer(f"Silence {silence_id[:8]} ended.")
+
+
+@command("subscribe", usage="subscribe")
+async def subscribe(request: Request) -> Answer:
+    """Start receiving alert texts on this number."""
+    return await _subscription(
+        request, True, "Subscribed: alert texts will come to this number. 'unsubscribe' stops them."
+    )
+
+
+@command("unsubscribe", usage="unsubscribe")
+async def unsubscribe(request: Request) -> Answer:
+    """Stop receiving alert texts on this number."""
+    return await _subscription(request, False, "Unsubscribed: no more alert texts. 'subscribe' starts them again.")
+
+
+async def _subscription(request: Request, subscribed: bool, reply: str) -> Answer:
+    store: Subscriptions = request.resources["subscriptions"]
+    try:
+        await store.set(request.user, subscribed)
+    except SubscriptionsUnavailable:
+        return Answer("Sorry, your choice could not be saved right now. Try again in a minute.")
+    return Answer(reply)

@@ -1,0 +1,250 @@
+"""The web service: `create_app(settings)` builds it; everything shared is opened in the lifespan.
+
+Routes: POST /sms (Twilio's webhook), GET /healthz (the process answers), GET /readyz (stores and
+backends reachable), GET /metrics (Prometheus), GET /media/{token}.png (charts Twilio fetches for MMS),
+/dashboard (when configured), GET / (what this is). Nothing is created at
+import; uvicorn's workers each build their own app with `app_from_environment()`.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import request_response
+
+from bot.alerting.notifier import Notifier
+from bot.alerting.rules.loop import rules_running
+from bot.charts.media import valid_token
+from bot.core.runtime import open_runtime
+from bot.dashboard import dashboard_router
+from bot.db.audit import AuditWriter
+from bot.db.health_log import health_recording
+from bot.db.history import open_history
+from bot.db.subscriptions import SqlSubscriptions
+from bot.observability import Metrics, setup_logging
+from bot.settings import Settings, load_settings
+from bot.sms.outbound import build_sender
+from bot.sms.replies import SmsReplies
+from bot.state.protocols import StoreUnavailable, open_stores
+from bot.web.alert_webhooks import AlertWebhooks
+from bot.web.security import WebhookSecurity
+from bot.web.webhook import Webhook
+from monitors.resilience import fan_out
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+SMS_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "MessageSid": {"type": "string"},
+                        "AccountSid": {"type": "string"},
+                        "From": {"type": "string"},
+                        "To": {"type": "string"},
+                        "Body": {"type": "string", "maxLength": 1600},
+                        "NumMedia": {"type": "string"},
+                    },
+                    "required": ["From", "Body"],
+                }
+            }
+        },
+    },
+    "parameters": [{"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "TwiML", "content": {"application/xml": {}}}},
+}
+"""The webhook's form as Twilio posts it (see tests/fixtures/twilio), so schema-driven fuzzers send it."""
+ALERT_SCHEMA: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+    "responses": {"202": {"description": "accepted"}, "400": {"description": "bad payload"},
+                  "401": {"description": "missing or wrong token"}},
+}  # fmt: skip
+STATUS_SCHEMA: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": {"MessageSid": {"type": "string"}, "MessageStatus": {"type": "string"},
+                                         "To": {"type": "string"}, "ErrorCode": {"type": "string"}}}}}},
+}  # fmt: skip
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app for these settings. Unsafe settings (no signing secret outside dev mode) fail here."""
+    security = WebhookSecurity(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = Metrics()
+        history = await open_history(settings.database_url, settings.history_path)
+        audit = AuditWriter(history)
+        subscriptions = SqlSubscriptions(history.engine)
+        stores = await open_stores(settings)
+        try:
+            extra = {"pages": stores.pages, "metrics": metrics, "subscriptions": subscriptions,
+                     "alert_book": stores.alerts, "actions": stores.actions, "media": stores.media}  # fmt: skip
+            async with open_runtime(settings, extra=extra, contexts=stores.contexts) as runtime:
+                sender = build_sender(settings, runtime.client)
+                webhook = Webhook(
+                    settings=settings,
+                    security=security,
+                    conversation=runtime.conversation,
+                    replies=SmsReplies(stores.pages, settings.max_segments, settings.allow_emoji),
+                    limiter=stores.limiter,
+                    idempotency=stores.idempotency,
+                    history=history,
+                    audit=audit,
+                    metrics=metrics,
+                    sender=sender,
+                )
+                notifier = Notifier(settings, stores.alerts, stores.contexts, subscriptions, sender, audit, metrics,
+                                    dedup=stores.dedup, budget=stores.budget)  # fmt: skip
+                alerts = AlertWebhooks(settings, notifier)
+                app.state.webhook = webhook
+                app.state.alerts = alerts
+                app.state.runtime = runtime
+                app.state.history = history
+                app.state.stores = stores
+                rules = rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease)
+                recording = health_recording(history, runtime.monitors, runtime.conversation.resources[
+                    "health_cache"], stores.rules_lease, interval_s=settings.health_sample_s,
+                    deadline_s=settings.status_deadline_s)  # fmt: skip
+                async with rules, recording:
+                    # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
+                    # process: keep the cyclic garbage collector from walking it on every full collection.
+                    gc.freeze()
+                    yield
+                await alerts.drain()
+                await webhook.drain()
+        finally:
+            await stores.close()
+            await audit.close()
+            await history.close()
+
+    app = FastAPI(title="Operator", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(dashboard_router(settings))  # no routes at all unless configured
+
+    async def sms(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        return await webhook(request)
+
+    async def alertmanager_webhook(request: Request) -> Response:
+        hooks: AlertWebhooks = request.app.state.alerts
+        return await hooks.alertmanager(request)
+
+    async def datadog_webhook(request: Request) -> Response:
+        hooks: AlertWebhooks = request.app.state.alerts
+        return await hooks.datadog(request)
+
+    async def twilio_status(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        return await webhook.status_callback(request)
+
+    for path, endpoint, summary, schema in [
+        ("/sms", sms, "Twilio incoming-message webhook", SMS_SCHEMA),
+        ("/webhooks/alertmanager", alertmanager_webhook, "Alertmanager webhook (version 4)", ALERT_SCHEMA),
+        ("/webhooks/datadog", datadog_webhook, "Datadog webhook", ALERT_SCHEMA),
+        ("/twilio/status", twilio_status, "Twilio message status callback", STATUS_SCHEMA),
+    ]:
+        app.router.add_api_route(path, endpoint, methods=["POST"], response_class=Response, summary=summary,
+                                 openapi_extra=schema, route_class_override=_WebhookRoute)  # fmt: skip
+
+    @app.api_route("/media/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def media(name: str, request: Request) -> Response:
+        return await _media(name, request)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        return await _readiness(request)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        webhook: Webhook = request.app.state.webhook
+        return Response(generate_latest(webhook.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {"service": "Operator", "version": VERSION, "sms_webhook": "/sms", "docs": "README.md"}
+
+    return app
+
+
+class _WebhookRoute(APIRoute):
+    """A route in the OpenAPI schema like any other, served as a plain Starlette endpoint.
+
+    The webhooks take the raw `Request` (their bodies are signed, so they read and bound them
+    themselves) and build their own `Response`; FastAPI's per-request machinery around them
+    (dependency solving, its body-limit and telemetry wrappers) has nothing to do, yet cost 15% of
+    the time of every text on the SMS hot path (bench/webhook.py).
+    """
+
+    def __init__(self, path: str, endpoint: Any, **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        self.app = request_response(endpoint)
+
+
+_MEDIA_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+async def _media(name: str, request: Request) -> Response:
+    """A chart for Twilio to fetch: the unguessable token is the only key, so anything that is not one is a
+    404 before any store is asked, and an unknown or expired one is the same 404."""
+    token = name.removesuffix(".png")
+    if token == name or not valid_token(token):
+        return Response(status_code=404, headers=_MEDIA_HEADERS)
+    try:
+        found = await request.app.state.stores.media.get(token)
+    except StoreUnavailable:
+        return Response(status_code=503, headers={**_MEDIA_HEADERS, "Retry-After": "5"})
+    if found is None:
+        return Response(status_code=404, headers=_MEDIA_HEADERS)
+    data, content_type = found
+    return Response(data, media_type=content_type, headers=_MEDIA_HEADERS)
+
+
+async def _readiness(request: Request) -> JSONResponse:
+    """Ready when the history store answers and, if monitors are configured, at least one is up."""
+    from bot.db.history import HistoryUnavailable
+
+    runtime = request.app.state.runtime
+    checks: dict[str, str] = {}
+    ok = True
+    try:
+        await request.app.state.history.ping()
+        checks["history"] = "ok"
+    except HistoryUnavailable:
+        checks["history"] = "unavailable"
+        ok = False
+    if request.app.state.stores.shared:  # reported, not failed: the bot answers without it (degraded)
+        try:
+            await request.app.state.stores.ping()
+            checks["shared_store"] = "ok"
+        except StoreUnavailable:
+            checks["shared_store"] = "unavailable"
+    cache = runtime.conversation.resources["health_cache"]
+    monitors = list(runtime.monitors)
+    checked = await fan_out(monitors, cache, runtime.settings.status_deadline_s)
+    for result in checked:
+        checks[result.monitor.name] = "ok" if result.health is not None and result.health.ok else "down"
+    if monitors and not any(result.health is not None and result.health.ok for result in checked):
+        ok = False
+    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+def app_from_environment() -> FastAPI:
+    """The factory uvicorn's workers call: settings from OPERATOR_CONFIG and the environment."""
+    settings = load_settings()
+    setup_logging(settings.log_json, settings.log_level)
+    return create_app(settings)
