@@ -73,3 +73,50 @@ class Notification:
     @property
     def severity(self) -> Severity:
         return max((a.severity for a in self.alerts), default=Severity.WARNING)
+
+
+@dataclass(frozen=True)
+class OpenAlert:
+    event: AlertEvent
+    first_seen: float
+    acked_by: str | None = None
+    acked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a notification changed, i.e. what is worth a text."""
+
+    firing: tuple[AlertEvent, ...] = ()
+    """New alerts, and repeats of ones nobody acknowledged yet."""
+    resolved: tuple[AlertEvent, ...] = ()
+    """Alerts that were open and are now resolved (each reported once)."""
+    quiet: tuple[AlertEvent, ...] = field(default_factory=tuple)
+    """Repeats of acknowledged alerts and stale deliveries: recorded, not texted."""
+
+    @property
+    def worth_texting(self) -> bool:
+        return bool(self.firing or self.resolved)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A silence waiting for its code."""
+
+    code: str
+    fingerprint: str
+    description: str
+    """What the echo said it would silence ("HighCPU{service=checkout}")."""
+    duration_s: int
+    text: str
+    """The user's own words, kept as the silence's comment."""
+    at: float
+
+
+@dataclass(frozen=True)
+class Done:
+    kind: Literal["silence", "ack"]
+    fingerprint: str
+    description: str
+    at: float
+    silence_id: str | None = None

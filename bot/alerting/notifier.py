@@ -15,26 +15,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from bot.alerting.model import AlertEvent, Notification
-from bot.alerting.recipients import Deduplicator, RecipientRule, SendBudget, rules_from_users, wants
-from bot.alerting.state import Changes
+from bot.alerting.model import AlertEvent, Changes, Notification
+from bot.alerting.recipients import RecipientRule, rules_from_users, wants
 from bot.alerting.texts import format_firing, format_resolved, format_summary, numbered
 from bot.db.audit import AuditWriter
 from bot.db.history import make_entry
-from bot.db.subscriptions import Subscriptions, SubscriptionsUnavailable
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.sms.outbound import Sender
 from bot.sms.privacy import mask_number
-from bot.state.memory.context import ContextStore
+from bot.state.memory.delivery import Deduplicator, LocalBudget, LocalDedup, SendBudget
 from bot.state.protocols import (
     DEDUP_TTL_S,
     AlertStore,
     BudgetStore,
+    ContextStore,
     DedupStore,
-    LocalBudget,
-    LocalDedup,
     StoreUnavailable,
+    Subscriptions,
+    SubscriptionsUnavailable,
 )
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core.commands.registry import Answer, CommandRegistry, Request, Role
-from bot.state.memory.context import ContextStore
-from bot.state.protocols import CONTEXT_UNAVAILABLE, STATE_UNAVAILABLE, StoreUnavailable
+from bot.state.protocols import CONTEXT_UNAVAILABLE, STATE_UNAVAILABLE, ContextStore, StoreUnavailable
 from intents import Context, Intent, Parse, Parser, remember
 
 

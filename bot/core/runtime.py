@@ -14,15 +14,15 @@ from typing import Any
 
 import httpx
 
-from bot.alerting.actions import Actions
-from bot.alerting.state import AlertBook
 from bot.charts.render import ChartRenderer
 from bot.core.commands import default_registry
 from bot.core.conversation import Conversation
 from bot.core.roles import build_parser, build_store
-from bot.db.subscriptions import InMemorySubscriptions
 from bot.settings import ConfigError, Settings
-from bot.state.memory.context import ContextStore
+from bot.state.memory.actions import Actions
+from bot.state.memory.alerts import AlertBook
+from bot.state.memory.subscriptions import InMemorySubscriptions
+from bot.state.protocols import ContextStore
 from intents import Parser
 from monitors.http import new_client
 from monitors.registry import BuildContext, MonitorConfigError, MonitorRegistry, build_monitors

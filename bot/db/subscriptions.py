@@ -7,13 +7,14 @@ answers "is this allowlisted number subscribed?", it never needs to list numbers
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
-from typing import Protocol
 
 from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.sms.privacy import number_key
+from bot.state.protocols import SubscriptionsUnavailable
 
 METADATA = MetaData()
 SUBSCRIPTIONS = Table(
@@ -23,33 +24,6 @@ SUBSCRIPTIONS = Table(
     Column("subscribed", Boolean, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
-
-
-class SubscriptionsUnavailable(Exception):
-    """The store could not be read or written; the message is short and safe."""
-
-
-class Subscriptions(Protocol):
-    async def is_subscribed(self, number: str, default: bool) -> bool: ...
-
-    async def set(self, number: str, subscribed: bool) -> None: ...
-
-
-def number_key(number: str) -> str:
-    return hashlib.sha256(number.strip().encode()).hexdigest()
-
-
-class InMemorySubscriptions:
-    """For the terminal and tests: choices last as long as the process."""
-
-    def __init__(self) -> None:
-        self._choices: dict[str, bool] = {}
-
-    async def is_subscribed(self, number: str, default: bool) -> bool:
-        return self._choices.get(number_key(number), default)
-
-    async def set(self, number: str, subscribed: bool) -> None:
-        self._choices[number_key(number)] = subscribed
 
 
 class SqlSubscriptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _DIGITS = re.compile(r"\d")
@@ -24,3 +25,7 @@ def mask_number(number: str) -> str:
 def redact_numbers(text: str) -> str:
     """Every phone-number-looking run in free text masked the same way (for log messages)."""
     return re.sub(r"\+?\d[\d\s().-]{7,}\d", lambda m: mask_number(re.sub(r"[\s().-]", "", m.group())), text)
+
+
+def number_key(number: str) -> str:
+    return hashlib.sha256(number.strip().encode()).hexdigest()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from bot.core.conversation import Reply
 from bot.sms.encoding import fold, paginate
-from bot.state.memory.pages import PageStore
-from bot.state.protocols import StoreUnavailable
+from bot.state.protocols import PageStore, StoreUnavailable
 from intents.durations import format_duration
 from intents.models import Intent
 

@@ -4,23 +4,18 @@ default); several processes behind a load balancer keep it in Redis (`bot.state.
 Every piece that decides something per user or per message lives behind one of these, so that which
 process receives a webhook never changes the answer: conversation context, "more" pages, rate
 limits, MessageSid idempotency, alert deduplication, send budgets, open alerts and acks, pending
-silences and undo, and the lease on rule evaluation.
+silences and undo, and the lease on rule evaluation. The in-memory implementations are in
+`bot.state.memory`, the Redis ones in `bot.state.redis`; the same tests run against both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from enum import StrEnum
 from typing import Literal, Protocol
 
-from bot.alerting.actions import Done, Proposal
-from bot.alerting.model import Notification
-from bot.alerting.recipients import Deduplicator, SendBudget
-from bot.alerting.state import Changes, OpenAlert
-from bot.charts.media import MediaStore
-from bot.settings import Settings
-from bot.state.memory.context import ContextStore
-from bot.state.memory.limits import Idempotency, RateLimiter
-from bot.state.memory.pages import PageStore
+from bot.alerting.model import Changes, Done, Notification, OpenAlert, Proposal
+from intents.models import Context
 
 DEDUP_TTL_S = 600.0
 """Shorter than Alertmanager's repeat_interval (4 h by default): its retries are dropped, its reminders are not."""
@@ -87,83 +82,76 @@ class Lease(Protocol):
     async def release(self) -> None: ...
 
 
-class LocalDedup:
-    def __init__(self, inner: Deduplicator) -> None:
-        self.inner = inner
-
-    async def seen(self, key: str) -> bool:
-        return self.inner.seen(key)
-
-
-class LocalBudget:
-    def __init__(self, inner: SendBudget) -> None:
-        self.inner = inner
-
-    async def take(self, number: str) -> Decision:
-        return self.inner.take(number)
-
-
-@dataclass
-class Stores:
-    """Everything a process shares with its siblings, built once in the app's lifespan."""
-
-    contexts: ContextStore
-    pages: PageStore
-    limiter: RateLimiter
-    idempotency: Idempotency
-    dedup: DedupStore
-    budget: BudgetStore
-    alerts: AlertStore
-    actions: ActionStore
-    rules_lease: Lease
-    media: MediaStore
-    shared: bool = False
-    """True for Redis: several instances act as one."""
-
-    async def close(self) -> None:
-        """Release what must not outlive the process (the rules lease)."""
-        await self.rules_lease.release()
-
-    async def ping(self) -> None:
-        """For /readyz: raises StoreUnavailable when the shared store cannot be reached (never, in memory)."""
-
-
 CONTEXT_UNAVAILABLE = "(Conversation memory is unavailable right now: follow-ups won't work, full commands do.)"
 """Added to a reply that needed the user's context while the shared store is down."""
 STATE_UNAVAILABLE = "Sorry, alert state is unavailable right now, so that can't be done. Try again in a minute."
 
 
-def local_stores(settings: Settings) -> Stores:
-    """The embedded default: everything in this process's memory."""
-    from bot.alerting.actions import Actions
-    from bot.alerting.rules.loop import FileLease
-    from bot.alerting.state import AlertBook
-    from bot.charts.media import InMemoryMediaStore
-    from bot.state.memory.context import InMemoryContextStore
-    from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
-    from bot.state.memory.pages import InMemoryPageStore
+class ContextStore(Protocol):
+    """Per-user conversation context. Missing or expired context reads as an empty `Context()`."""
 
-    return Stores(
-        contexts=InMemoryContextStore(settings.context_ttl_s, settings.context_max_users),
-        pages=InMemoryPageStore(settings.context_ttl_s, settings.context_max_users),
-        limiter=InMemoryRateLimiter(
-            TokenBuckets(settings.rate_burst, settings.rate_per_minute),
-            TokenBuckets(settings.global_rate_per_minute / 6, settings.global_rate_per_minute),
-        ),
-        idempotency=InMemoryIdempotency(),
-        dedup=LocalDedup(Deduplicator(DEDUP_TTL_S)),
-        budget=LocalBudget(SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)),
-        alerts=AlertBook(),
-        actions=Actions(undo_window_s=settings.undo_window_s),
-        rules_lease=FileLease(settings.history_path.expanduser().resolve().parent / ".operator-rules.lock"),
-        media=InMemoryMediaStore(settings.media_ttl_s),
-    )
+    async def get(self, user: str) -> Context: ...
+
+    async def put(self, user: str, context: Context) -> None: ...
+
+    async def clear(self, user: str) -> None: ...
 
 
-async def open_stores(settings: Settings) -> Stores:
-    """Redis when REDIS_URL is set (several instances act as one), else this process's memory."""
-    if not settings.redis_url:
-        return local_stores(settings)
-    from bot.state.redis.stores import open_redis_stores
+class PageStore(Protocol):
+    async def keep(self, user: str, pages: Sequence[str]) -> None:
+        """Replace the user's pending pages (an empty sequence clears them)."""
+        ...
 
-    return await open_redis_stores(settings.redis_url, settings)
+    async def next(self, user: str) -> tuple[str, int] | None:
+        """The next page and how many remain after it, or None."""
+        ...
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    WARN = "warn"
+    """Over the limit for the first time since the bucket emptied: say "slow down" once."""
+    DROP = "drop"
+    """Still over the limit: answer nothing until the bucket refills."""
+
+
+class RateLimiter(Protocol):
+    async def check(self, number: str) -> Verdict: ...
+
+
+class Idempotency(Protocol):
+    """The first reply to each MessageSid, so a webhook Twilio repeats is answered, not re-run."""
+
+    async def claim_if_done(self, sid: str) -> str | None:
+        """The first reply if `sid` was already answered (claims nothing)."""
+        ...
+
+    async def claim(self, sid: str) -> str | None:
+        """None if this call owns `sid` now (run it, then `finish`); else the first reply (waiting for it)."""
+        ...
+
+    async def finish(self, sid: str, reply: str) -> None: ...
+
+    async def abandon(self, sid: str) -> None:
+        """The owner failed before replying: let a repeat run it again."""
+        ...
+
+
+class MediaStore(Protocol):
+    async def put(self, data: bytes, content_type: str = "image/png") -> str:
+        """Keep `data` for the store's TTL; returns the new token that fetches it."""
+        ...
+
+    async def get(self, token: str) -> tuple[bytes, str] | None:
+        """The data and its content type, or None when the token is unknown or expired."""
+        ...
+
+
+class SubscriptionsUnavailable(Exception):
+    """The store could not be read or written; the message is short and safe."""
+
+
+class Subscriptions(Protocol):
+    async def is_subscribed(self, number: str, default: bool) -> bool: ...
+
+    async def set(self, number: str, subscribed: bool) -> None: ...

@@ -33,7 +33,8 @@ from bot.observability import Metrics, setup_logging
 from bot.settings import Settings, load_settings
 from bot.sms.outbound import build_sender
 from bot.sms.replies import SmsReplies
-from bot.state.protocols import StoreUnavailable, open_stores
+from bot.state.protocols import StoreUnavailable
+from bot.state.stores import open_stores
 from bot.web.alert_webhooks import AlertWebhooks
 from bot.web.security import WebhookSecurity
 from bot.web.webhook import Webhook

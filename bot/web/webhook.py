@@ -31,8 +31,7 @@ from bot.sms.encoding import segment_count
 from bot.sms.outbound import Sender
 from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
-from bot.state.memory.limits import Idempotency, RateLimiter, Verdict
-from bot.state.protocols import ReplyPending, StoreUnavailable
+from bot.state.protocols import Idempotency, RateLimiter, ReplyPending, StoreUnavailable, Verdict
 from bot.web.security import WebhookSecurity
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.alerting.rules.loop import FileLease
 from bot.db.health_log import (
     HEALTH_CHECKS,
     HEALTH_HOURS,
@@ -38,6 +37,7 @@ from bot.db.health_log import (
 from bot.db.health_log import METADATA as HEALTH_METADATA
 from bot.db.history import History, HistoryUnavailable, engine_url, make_entry, open_history
 from bot.db.migrate import VERSION_TABLE, current, downgrade, target_metadata, upgrade
+from bot.state.memory.lease import FileLease
 from bot.state.protocols import StoreUnavailable
 from monitors.base import Health
 from monitors.errors import BackendUnavailable

@@ -10,8 +10,9 @@ import pytest
 from bot.core.conversation import Reply
 from bot.observability import MaskNumbers, setup_logging
 from bot.sms.replies import SmsReplies, context_note
-from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets, Verdict
+from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
 from bot.state.memory.pages import InMemoryPageStore
+from bot.state.protocols import Verdict
 from intents import Intent, Parse
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,8 @@ import secrets
 
 import pytest
 
-from bot.charts.media import TOKEN_PATTERN, InMemoryMediaStore, media_url, new_token, valid_token
+from bot.charts.media import TOKEN_PATTERN, media_url, new_token, valid_token
+from bot.state.memory.media import InMemoryMediaStore
 
 pytestmark = pytest.mark.anyio
 

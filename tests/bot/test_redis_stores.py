@@ -21,31 +21,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from bot.alerting.actions import Actions, Done
-from bot.alerting.model import AlertEvent, Notification, Severity
-from bot.alerting.recipients import Deduplicator, SendBudget
-from bot.alerting.rules.loop import FileLease
-from bot.alerting.state import AlertBook, Changes
+from bot.alerting.model import AlertEvent, Changes, Done, Notification, Severity
 from bot.settings import ConfigError, Settings
-from bot.state.memory.context import ContextStore, InMemoryContextStore
-from bot.state.memory.limits import (
-    Idempotency,
-    InMemoryIdempotency,
-    InMemoryRateLimiter,
-    RateLimiter,
-    TokenBuckets,
-    Verdict,
-)
-from bot.state.memory.pages import InMemoryPageStore, PageStore
+from bot.state.memory.actions import Actions
+from bot.state.memory.alerts import AlertBook
+from bot.state.memory.context import InMemoryContextStore
+from bot.state.memory.delivery import Deduplicator, LocalBudget, LocalDedup, SendBudget
+from bot.state.memory.lease import FileLease
+from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
+from bot.state.memory.pages import InMemoryPageStore
 from bot.state.protocols import (
     ActionStore,
     AlertStore,
     BudgetStore,
+    ContextStore,
     DedupStore,
+    Idempotency,
     Lease,
-    LocalBudget,
-    LocalDedup,
+    PageStore,
+    RateLimiter,
     StoreUnavailable,
+    Verdict,
 )
 from bot.state.redis.stores import (
     RedisActions,

@@ -70,7 +70,7 @@ def test_corpus_is_large_and_well_formed() -> None:
 
 def test_operator_intents_test_passes_the_threshold() -> None:
     """The suite runs the corpus through the real console command, with its threshold."""
-    command = [sys.executable, "-m", "bot.cli.main", "intents", "test", str(CASES), "--min-joint", str(MIN_JOINT)]
+    command = [sys.executable, "-m", "bot.cli", "intents", "test", str(CASES), "--min-joint", str(MIN_JOINT)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "joint accuracy" in result.stdout

@@ -8,48 +8,19 @@ every tick, so when that worker dies (and the kernel drops its lock) another tak
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from bot.alerting.model import Notification
 from bot.alerting.rules.model import RuleEngine, RuleFileError, load_rules, make_evaluator, run_rules
 from bot.settings import ConfigError, Settings
+from bot.state.memory.lease import FileLease
 from bot.state.protocols import Lease, StoreUnavailable
 from monitors.base import Kind
 from monitors.registry import MonitorRegistry
 
 log = logging.getLogger(__name__)
-
-
-class FileLease:
-    """An exclusive, non-blocking lock on a file, held until release or process death: the lease for the
-    workers of one machine (several machines share a Redis lease instead)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    async def hold(self) -> bool:
-        if self._fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    async def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 class LeasedRuleEngine(RuleEngine):

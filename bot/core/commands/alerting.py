@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bot.alerting.actions import Actions
 from bot.alerting.model import AlertEvent
-from bot.alerting.state import AlertBook
 from bot.core.commands.registry import Answer, Request, command
-from bot.db.subscriptions import Subscriptions, SubscriptionsUnavailable
 from bot.settings import Settings
+from bot.state.memory.actions import Actions
+from bot.state.memory.alerts import AlertBook
+from bot.state.protocols import Subscriptions, SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import seconds_of
 from monitors.alertmanager import Alertmanager

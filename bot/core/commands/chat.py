@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from bot.alerting.state import AlertBook
 from bot.core.commands.registry import Answer, Request, command
-from bot.state.memory.pages import PageStore
-from bot.state.protocols import StoreUnavailable
+from bot.state.memory.alerts import AlertBook
+from bot.state.protocols import PageStore, StoreUnavailable
 from monitors.formatting import safe
 
 

@@ -10,11 +10,11 @@ import logging
 import time
 from dataclasses import replace
 
-from bot.charts.media import MediaStore, media_url
+from bot.charts.media import media_url
 from bot.charts.render import ChartRenderer, chart_text, title_for
 from bot.core.commands.registry import Answer, Request, command
 from bot.settings import Settings
-from bot.state.protocols import StoreUnavailable
+from bot.state.protocols import MediaStore, StoreUnavailable
 from intents.models import seconds_of, terms_of
 from monitors.base import (
     AlertList,

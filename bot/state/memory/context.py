@@ -11,21 +11,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
 
 from intents.models import Context
 
 Clock = Callable[[], float]
-
-
-class ContextStore(Protocol):
-    """Per-user conversation context. Missing or expired context reads as an empty `Context()`."""
-
-    async def get(self, user: str) -> Context: ...
-
-    async def put(self, user: str, context: Context) -> None: ...
-
-    async def clear(self, user: str) -> None: ...
 
 
 class InMemoryContextStore:

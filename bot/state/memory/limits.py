@@ -12,18 +12,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Protocol
+
+from bot.state.protocols import Verdict
 
 Clock = Callable[[], float]
-
-
-class Verdict(StrEnum):
-    ALLOW = "allow"
-    WARN = "warn"
-    """Over the limit for the first time since the bucket emptied: say "slow down" once."""
-    DROP = "drop"
-    """Still over the limit: answer nothing until the bucket refills."""
 
 
 @dataclass
@@ -66,10 +58,6 @@ class TokenBuckets:
             return Verdict.WARN
 
 
-class RateLimiter(Protocol):
-    async def check(self, number: str) -> Verdict: ...
-
-
 class InMemoryRateLimiter:
     """A per-number bucket and one global bucket; the global one protects the backends from a flood."""
 
@@ -83,24 +71,6 @@ class InMemoryRateLimiter:
             return verdict
         overall = self.overall.take("*")
         return Verdict.ALLOW if overall is Verdict.ALLOW else Verdict.DROP
-
-
-class Idempotency(Protocol):
-    """The first reply to each MessageSid, so a webhook Twilio repeats is answered, not re-run."""
-
-    async def claim_if_done(self, sid: str) -> str | None:
-        """The first reply if `sid` was already answered (claims nothing)."""
-        ...
-
-    async def claim(self, sid: str) -> str | None:
-        """None if this call owns `sid` now (run it, then `finish`); else the first reply (waiting for it)."""
-        ...
-
-    async def finish(self, sid: str, reply: str) -> None: ...
-
-    async def abandon(self, sid: str) -> None:
-        """The owner failed before replying: let a repeat run it again."""
-        ...
 
 
 class InMemoryIdempotency:

@@ -10,19 +10,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 Clock = Callable[[], float]
-
-
-class PageStore(Protocol):
-    async def keep(self, user: str, pages: Sequence[str]) -> None:
-        """Replace the user's pending pages (an empty sequence clears them)."""
-        ...
-
-    async def next(self, user: str) -> tuple[str, int] | None:
-        """The next page and how many remain after it, or None."""
-        ...
 
 
 class InMemoryPageStore:

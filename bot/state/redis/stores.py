@@ -53,14 +53,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.alerting.actions import Done, Proposal
-from bot.alerting.model import AlertEvent, Notification, Severity
-from bot.alerting.recipients import check_budget
-from bot.alerting.state import Changes, OpenAlert
+from bot.alerting.model import AlertEvent, Changes, Done, Notification, OpenAlert, Proposal, Severity
 from bot.charts.media import check_media, new_token, valid_token
 from bot.settings import ConfigError, Settings
-from bot.state.memory.limits import Verdict
-from bot.state.protocols import DEDUP_TTL_S, Decision, ReplyPending, Stores, StoreUnavailable
+from bot.state.memory.delivery import check_budget
+from bot.state.protocols import DEDUP_TTL_S, Decision, ReplyPending, StoreUnavailable, Verdict
+from bot.state.stores import Stores
 from intents.models import Context, Intent, SlotValue
 
 P = ParamSpec("P")

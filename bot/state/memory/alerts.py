@@ -1,4 +1,4 @@
-"""What is open right now: alerts by fingerprint, who acknowledged them, and what just resolved.
+"""Open alerts in this process's memory: by fingerprint, who acknowledged them, and what just resolved.
 
 Alertmanager repeats an open alert's notification every `repeat_interval`; an acknowledged alert's
 repeats are not texted again. Deliveries can arrive out of order (a retry of an old "firing" after
@@ -12,36 +12,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
-from bot.alerting.model import AlertEvent, Notification
+from bot.alerting.model import AlertEvent, Changes, Notification, OpenAlert
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class OpenAlert:
-    event: AlertEvent
-    first_seen: float
-    acked_by: str | None = None
-    acked_at: float | None = None
-
-
-@dataclass(frozen=True)
-class Changes:
-    """What a notification changed, i.e. what is worth a text."""
-
-    firing: tuple[AlertEvent, ...] = ()
-    """New alerts, and repeats of ones nobody acknowledged yet."""
-    resolved: tuple[AlertEvent, ...] = ()
-    """Alerts that were open and are now resolved (each reported once)."""
-    quiet: tuple[AlertEvent, ...] = field(default_factory=tuple)
-    """Repeats of acknowledged alerts and stale deliveries: recorded, not texted."""
-
-    @property
-    def worth_texting(self) -> bool:
-        return bool(self.firing or self.resolved)
 
 
 class AlertBook:

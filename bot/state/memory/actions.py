@@ -1,4 +1,4 @@
-"""Writes waiting for "Y <code>", and the last write each person can still undo.
+"""Writes waiting for "Y <code>", and the last write each person can still undo, in this process's memory.
 
 A silence is echoed back first ("Silence HighCPU{service=checkout} for 1h? Reply Y 4821") so a
 sloppy text cannot mute the wrong thing; the code ties the "Y" to that exact proposal. Done writes
@@ -11,33 +11,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
+from bot.alerting.model import Done, Proposal
+
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A silence waiting for its code."""
-
-    code: str
-    fingerprint: str
-    description: str
-    """What the echo said it would silence ("HighCPU{service=checkout}")."""
-    duration_s: int
-    text: str
-    """The user's own words, kept as the silence's comment."""
-    at: float
-
-
-@dataclass(frozen=True)
-class Done:
-    kind: Literal["silence", "ack"]
-    fingerprint: str
-    description: str
-    at: float
-    silence_id: str | None = None
 
 
 class Actions:
