@@ -34,7 +34,9 @@ from tests.bot.servers_redis import redis_server
 
 
 async def _per_message(url: str, messages: int) -> list[float]:
-    from bot.state.redis.stores import RedisContextStore, RedisIdempotency, RedisRateLimiter, redis_client
+    from bot.state.redis.client import redis_client
+    from bot.state.redis.conversation import RedisContextStore
+    from bot.state.redis.limits import RedisIdempotency, RedisRateLimiter
     from intents.models import Context, Intent
 
     client = redis_client(url)

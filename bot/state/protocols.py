@@ -11,6 +11,7 @@ silences and undo, and the lease on rule evaluation. The in-memory implementatio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -155,3 +156,28 @@ class Subscriptions(Protocol):
     async def is_subscribed(self, number: str, default: bool) -> bool: ...
 
     async def set(self, number: str, subscribed: bool) -> None: ...
+
+
+@dataclass
+class Stores:
+    """Everything a process shares with its siblings, built once in the app's lifespan."""
+
+    contexts: ContextStore
+    pages: PageStore
+    limiter: RateLimiter
+    idempotency: Idempotency
+    dedup: DedupStore
+    budget: BudgetStore
+    alerts: AlertStore
+    actions: ActionStore
+    rules_lease: Lease
+    media: MediaStore
+    shared: bool = False
+    """True for Redis: several instances act as one."""
+
+    async def close(self) -> None:
+        """Release what must not outlive the process (the rules lease)."""
+        await self.rules_lease.release()
+
+    async def ping(self) -> None:
+        """For /readyz: raises StoreUnavailable when the shared store cannot be reached (never, in memory)."""

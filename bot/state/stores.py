@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bot.settings import Settings
 from bot.state.memory.delivery import Deduplicator, LocalBudget, LocalDedup, SendBudget
 from bot.state.protocols import (
     DEDUP_TTL_S,
-    ActionStore,
-    AlertStore,
-    BudgetStore,
-    ContextStore,
-    DedupStore,
-    Idempotency,
-    Lease,
-    MediaStore,
-    PageStore,
-    RateLimiter,
+    Stores,
 )
-
-
-@dataclass
-class Stores:
-    """Everything a process shares with its siblings, built once in the app's lifespan."""
-
-    contexts: ContextStore
-    pages: PageStore
-    limiter: RateLimiter
-    idempotency: Idempotency
-    dedup: DedupStore
-    budget: BudgetStore
-    alerts: AlertStore
-    actions: ActionStore
-    rules_lease: Lease
-    media: MediaStore
-    shared: bool = False
-    """True for Redis: several instances act as one."""
-
-    async def close(self) -> None:
-        """Release what must not outlive the process (the rules lease)."""
-        await self.rules_lease.release()
-
-    async def ping(self) -> None:
-        """For /readyz: raises StoreUnavailable when the shared store cannot be reached (never, in memory)."""
 
 
 def local_stores(settings: Settings) -> Stores:

@@ -20,7 +20,8 @@ from PIL import Image
 from bot.charts.media import new_token
 from bot.charts.render import PALETTE
 from bot.state.protocols import StoreUnavailable
-from bot.state.redis.stores import RedisMediaStore, redis_client
+from bot.state.redis.client import redis_client
+from bot.state.redis.media import RedisMediaStore
 from bot.web.webhook import twiml
 from tests.bot.appserver import (
     ALICE,

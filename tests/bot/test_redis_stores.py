@@ -40,26 +40,18 @@ from bot.state.protocols import (
     Lease,
     PageStore,
     RateLimiter,
+    ReplyPending,
     StoreUnavailable,
     Verdict,
 )
-from bot.state.redis.stores import (
-    RedisActions,
-    RedisAlertBook,
-    RedisBudget,
-    RedisContextStore,
-    RedisDedup,
-    RedisIdempotency,
-    RedisLease,
-    RedisPageStore,
-    RedisRateLimiter,
-    RedisStores,
-    ReplyPending,
-    context_from_json,
-    context_to_json,
-    open_redis_stores,
-    redis_client,
-)
+from bot.state.redis.actions import RedisActions
+from bot.state.redis.alerts import RedisAlertBook, RedisBudget, RedisDedup
+from bot.state.redis.client import redis_client
+from bot.state.redis.codecs import context_from_json, context_to_json
+from bot.state.redis.conversation import RedisContextStore, RedisPageStore
+from bot.state.redis.lease import RedisLease
+from bot.state.redis.limits import RedisIdempotency, RedisRateLimiter
+from bot.state.redis.stores import RedisStores, open_redis_stores
 from intents.models import Context, Intent
 from tests.bot.servers_redis import PASSWORD, RedisServer, redis_server
 from tests.servers import free_port

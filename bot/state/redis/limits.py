@@ -1,0 +1,174 @@
+"""Rate limits and MessageSid idempotency in Redis: atomic across instances (one Lua script each)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from redis.asyncio import Redis
+
+from bot.state.protocols import ReplyPending, Verdict
+from bot.state.redis.client import CLOCK_LUA, DEFAULT_PREFIX, Clock, guarded, ms, now_arg, text_of
+
+_RATE_CHECK = (
+    CLOCK_LUA
+    + """
+-- KEYS[1] the number's bucket, KEYS[2] the global bucket (hashes: tokens, at, warned)
+-- ARGV[1] capacity, ARGV[2] tokens a second, ARGV[3] global capacity, ARGV[4] global tokens a second,
+-- ARGV[5] now in seconds ('' = Redis's clock)
+local now = clock(ARGV[5])
+local function take(key, capacity, rate)
+  local bucket = redis.call('HMGET', key, 'tokens', 'at', 'warned')
+  local tokens = tonumber(bucket[1]) or capacity
+  local at = tonumber(bucket[2]) or now
+  local warned = bucket[3] == '1'
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  local verdict
+  if tokens >= 1 then
+    tokens = tokens - 1
+    warned = false
+    verdict = 'allow'
+  elseif warned then
+    verdict = 'drop'
+  else
+    warned = true
+    verdict = 'warn'
+  end
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'at', string.format('%.17g', math.max(at, now)),
+             'warned', warned and '1' or '0')
+  -- Once full again the bucket is the same as a new one: let it go then (within a year, for tiny rates).
+  local refill_ms = math.min(math.ceil((capacity - tokens) / rate * 1000) + 1000, 31536000000)
+  redis.call('PEXPIRE', key, string.format('%d', refill_ms))
+  return verdict
+end
+local verdict = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if verdict ~= 'allow' then return verdict end
+if take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])) == 'allow' then return 'allow' end
+return 'drop'
+"""
+)
+
+
+class RedisRateLimiter:
+    """A token bucket per number and one for everyone, shared by every instance (one script, atomic).
+
+    As `bot.state.memory.limits.InMemoryRateLimiter`: `capacity` texts at once, refilled at `per_minute`; the first
+    text over the limit gets WARN ("slow down") once per empty-bucket episode, later ones DROP; a text
+    the number's bucket allows still needs a token from the global bucket, else it is dropped.
+    """
+
+    def __init__(
+        self, client: Redis, capacity: float, per_minute: float, *, global_capacity: float,
+        global_per_minute: float, prefix: str = DEFAULT_PREFIX, clock: Clock | None = None,
+    ) -> None:  # fmt: skip
+        if min(capacity, per_minute, global_capacity, global_per_minute) <= 0:
+            raise ValueError("capacities and rates must be positive")
+        self._client = client
+        self._prefix = f"{prefix}rate:"
+        self._args = [repr(float(capacity)), repr(per_minute / 60.0), repr(float(global_capacity)),
+                      repr(global_per_minute / 60.0)]  # fmt: skip
+        self._clock = clock
+        self._check = client.register_script(_RATE_CHECK)
+
+    @guarded
+    async def check(self, number: str) -> Verdict:
+        """On StoreUnavailable: nothing was counted; a caller may let the text through (the backends have
+        their own limits) or drop it, but should not warn the user about a limit it could not check."""
+        verdict = await self._check(keys=[self._prefix + number, self._prefix + "*"],
+                                    args=[*self._args, now_arg(self._clock)])  # fmt: skip
+        return Verdict(text_of(verdict))
+
+
+# --- MessageSid idempotency --------------------------------------------------------------------------
+
+_SID_CLAIM = """
+-- KEYS[1] the sid: 'd' .. reply when answered, 'r' .. token while an instance runs it
+-- ARGV[1] this claim's marker, ARGV[2] marker ttl ms. Returns nil when this claim owns the sid now.
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+_SID_FINISH = """
+-- The first reply stays: a late second owner (after a marker expired) does not replace it.
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, 1) == 'd' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_SID_ABANDON = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisIdempotency:
+    """The first reply to each MessageSid for `ttl_s`, shared by every instance.
+
+    A claim is a "running" marker set only if the sid is unknown (atomic), with a short TTL
+    (`running_ttl_s`) so the claim of an instance that died mid-message lapses and a repeat can run it.
+    Claims that find the marker poll for the reply, backing off to `poll_max_s`, for at most `wait_s`:
+    Twilio gives up on a webhook after 15 s, so waiting longer helps nobody.
+    """
+
+    def __init__(
+        self, client: Redis, ttl_s: float = 86_400, *, running_ttl_s: float = 30.0, wait_s: float = 15.0,
+        poll_max_s: float = 0.1, prefix: str = DEFAULT_PREFIX,
+    ) -> None:  # fmt: skip
+        self.ttl_s = ttl_s
+        self.running_ttl_s = running_ttl_s
+        self.wait_s = wait_s
+        self.poll_max_s = poll_max_s
+        self._client = client
+        self._prefix = f"{prefix}sid:"
+        self._claim = client.register_script(_SID_CLAIM)
+        self._finish = client.register_script(_SID_FINISH)
+        self._abandon = client.register_script(_SID_ABANDON)
+        self._owned: dict[str, str] = {}
+        """This process's markers by sid, so abandon() removes only its own claim."""
+
+    @guarded
+    async def claim_if_done(self, sid: str) -> str | None:
+        """On StoreUnavailable: unknown whether it was answered; go on to `claim` (which will fail alike)."""
+        value = await self._client.get(self._prefix + sid)
+        text = None if value is None else text_of(value)
+        return text[1:] if text is not None and text.startswith("d") else None
+
+    @guarded
+    async def claim(self, sid: str) -> str | None:
+        """None if this call owns `sid` (run it, then `finish` or `abandon`), else the first reply.
+
+        On ReplyPending (a StoreUnavailable): another instance holds the sid and has not answered within
+        `wait_s`; it will answer Twilio itself, so reply nothing. On any other StoreUnavailable: nothing is
+        known; running the message unguarded risks a double answer only for a retried webhook.
+        """
+        key = self._prefix + sid
+        marker = "r" + secrets.token_hex(8)
+        deadline = time.monotonic() + self.wait_s
+        delay = 0.005
+        while True:
+            value = await self._claim(keys=[key], args=[marker, ms(self.running_ttl_s)])
+            if value is None:
+                self._owned[sid] = marker
+                return None
+            text = text_of(value)
+            if text.startswith("d"):
+                return text[1:]
+            if time.monotonic() >= deadline:
+                raise ReplyPending("another instance is still answering this message")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_max_s)
+
+    @guarded
+    async def finish(self, sid: str, reply: str) -> None:
+        """On StoreUnavailable: the reply was probably not kept; a repeat of the webhook will run again."""
+        self._owned.pop(sid, None)
+        await self._finish(keys=[self._prefix + sid], args=["d" + reply, ms(self.ttl_s)])
+
+    @guarded
+    async def abandon(self, sid: str) -> None:
+        """On StoreUnavailable: the claim lapses by itself after `running_ttl_s`."""
+        marker = self._owned.pop(sid, None)
+        if marker is not None:
+            await self._abandon(keys=[self._prefix + sid], args=[marker])
