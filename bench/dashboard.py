@@ -70,9 +70,9 @@ async def seed(history: History, rows: int) -> None:
     for sample in health(now):
         samples.append(sample)
         if len(samples) == BATCH * 5:
-            await store_samples(history, samples, timeout_s=60)
+            await store_samples(history.database, samples, timeout_s=60)
             samples = []
-    await store_samples(history, samples, timeout_s=60)
+    await store_samples(history.database, samples, timeout_s=60)
 
 
 async def measure(tmp: Path, rows: int, runs: int, label: str, **env: str) -> None:

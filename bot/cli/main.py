@@ -161,12 +161,13 @@ def history(config_file: Path | None, limit: int) -> None:
     """Print the most recent messages of the audit history (numbers masked)."""
     import asyncio
 
-    from bot.db.history import HistoryUnavailable, show_recent
+    from bot.db.database import DatabaseUnavailable
+    from bot.db.history import show_recent
 
     settings = _settings(config_file)
     try:
         asyncio.run(show_recent(settings.database_url, settings.history_path, limit, sys.stdout))
-    except HistoryUnavailable as exc:
+    except DatabaseUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -180,13 +181,13 @@ def db() -> None:
 def db_upgrade(config_file: Path | None) -> None:
     """Migrate the schema to this version's head revision: before a deploy, or for a migration too long
     for start-up (every instance also upgrades when it starts; several at once are safe)."""
-    from bot.db.history import HistoryUnavailable
+    from bot.db.database import DatabaseUnavailable
     from bot.db.migrate import main_upgrade
 
     settings = _settings(config_file)
     try:
         revision = main_upgrade(settings.database_url, settings.history_path)
-    except HistoryUnavailable as exc:
+    except DatabaseUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"database schema at revision {revision}")
 

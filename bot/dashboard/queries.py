@@ -15,7 +15,7 @@ that, keep a latency histogram per hour (or use PostgreSQL's `percentile_cont` o
 Texts shown are cleaned again on the way out (controls removed, numbers masked): rows may come
 from a shared database that something else wrote.
 
-Every call is bounded by the history (`History.bounded`) and raises only `HistoryUnavailable` (short,
+Every call is bounded by the database handle (`Database.bounded`) and raises only `DatabaseUnavailable` (short,
 safe wording), which the page shows as a notice instead of failing.
 """
 
@@ -30,8 +30,10 @@ from sqlalchemy import Integer, and_, case, cast, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.db.health_log import HEALTH_CHECKS, HEALTH_HOURS, hour_of
-from bot.db.history import MESSAGES, History, clean_text
+from bot.db.cleaning import clean_text
+from bot.db.database import Database
+from bot.db.health_log import hour_of
+from bot.db.schema import HEALTH_CHECKS, HEALTH_HOURS, MESSAGES
 
 TIMEOUT_S = 3.0
 """Per page: a page that waits longer for its database is better shown with a notice."""
@@ -128,18 +130,18 @@ class MessagePage:
 
 
 class DashboardQueries:
-    """The dashboard's reads over the history's engine."""
+    """The dashboard's reads over the database the history lives in."""
 
-    def __init__(self, history: History, timeout_s: float = TIMEOUT_S) -> None:
-        self.history = history
+    def __init__(self, database: Database, timeout_s: float = TIMEOUT_S) -> None:
+        self.database = database
         self.timeout_s = timeout_s
 
     async def overview(self, now: datetime, hours: int, sample_s: float) -> Overview:
-        """Everything on the overview for the `hours` before `now`. Raises `HistoryUnavailable`."""
+        """Everything on the overview for the `hours` before `now`. Raises `DatabaseUnavailable`."""
         start = now - timedelta(hours=hours)
 
         async def read() -> Overview:
-            async with self.history.engine.connect() as conn:
+            async with self.database.engine.connect() as conn:
                 counts = await _counts(conn, start)
                 intents = await _intents(conn, start)
                 latency = await _latency(conn, start)
@@ -148,10 +150,10 @@ class DashboardQueries:
             return Overview(start=start, end=now, hours=hours, intents=intents, latency=latency, per_hour=per_hour,
                             health=health, slot_s=slot_s, **counts)  # fmt: skip
 
-        return await self.history.bounded("reading the dashboard", read, self.timeout_s)
+        return await self.database.bounded("reading the dashboard", read, self.timeout_s)
 
     async def messages(self, page: int, per_page: int = PER_PAGE) -> MessagePage:
-        """Page `page` (from 1) of the messages, newest first. Raises `HistoryUnavailable`."""
+        """Page `page` (from 1) of the messages, newest first. Raises `DatabaseUnavailable`."""
         columns = [MESSAGES.c[name] for name in
                    ("at", "number", "direction", "intent", "command", "latency_ms", "outcome", "text")]  # fmt: skip
         query = (
@@ -162,10 +164,10 @@ class DashboardQueries:
         )
 
         async def read() -> list[Any]:
-            async with self.history.engine.connect() as conn:
+            async with self.database.engine.connect() as conn:
                 return list((await conn.execute(query)).all())
 
-        rows = await self.history.bounded("reading messages", read, self.timeout_s)
+        rows = await self.database.bounded("reading messages", read, self.timeout_s)
         shown = [_message(row._mapping) for row in rows[:per_page]]
         return MessagePage(page, shown, has_next=len(rows) > per_page)
 

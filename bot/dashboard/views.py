@@ -40,7 +40,7 @@ from bot.dashboard.auth import (
     token_matches,
 )
 from bot.dashboard.queries import DashboardQueries, MessagePage, Overview
-from bot.db.history import HistoryUnavailable
+from bot.db.database import DatabaseUnavailable
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Dashboard:
         notice = None
         try:
             data = await self._queries(request).overview(datetime.now(UTC), hours, self.settings.health_sample_s)
-        except HistoryUnavailable as exc:
+        except DatabaseUnavailable as exc:
             notice = str(exc)
         bars = [(row.intent, row.texts) for row in data.intents] if data else []
         return self._render("overview", viewer, 200 if data else 503, data=data, notice=notice, hours=hours,
@@ -163,7 +163,7 @@ class Dashboard:
         notice = None
         try:
             page = await self._queries(request).messages(page_number)
-        except HistoryUnavailable as exc:
+        except DatabaseUnavailable as exc:
             notice = str(exc)
         return self._render("messages", viewer, 200 if page else 503, page=page, page_number=page_number,
                             page_max=PAGE_MAX, notice=notice)  # fmt: skip
@@ -236,10 +236,10 @@ class Dashboard:
         return PlainTextResponse("Log in first.", status_code=401)
 
     def _queries(self, request: Request) -> DashboardQueries:
-        history = getattr(request.app.state, "history", None)
-        if history is None:
-            raise HistoryUnavailable("not open yet")
-        return DashboardQueries(history)
+        database = getattr(request.app.state, "database", None)
+        if database is None:
+            raise DatabaseUnavailable("not open yet")
+        return DashboardQueries(database)
 
     def _render(self, name: str, viewer: Viewer, status: int, **context: Any) -> Response:
         csrf = self.sessions.csrf_token(viewer.session) if viewer.session is not None else None

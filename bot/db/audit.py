@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bot.db.history import History, HistoryEntry, HistoryUnavailable
+from bot.db.database import DatabaseUnavailable
+from bot.db.history import History, HistoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,6 @@ class AuditWriter:
             return
         try:
             await self.history.store(entries)
-        except HistoryUnavailable as exc:
+        except DatabaseUnavailable as exc:
             self.failed += len(entries)
             log.error("history unavailable, %d entries lost: %s", len(entries), exc)

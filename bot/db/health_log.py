@@ -26,69 +26,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
     delete,
     insert,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.db.history import History, HistoryUnavailable, UtcDateTime, clean_text
+from bot.db.cleaning import clean_text
+from bot.db.database import Database, DatabaseUnavailable
+from bot.db.schema import DETAIL_MAX, HEALTH_CHECKS, HEALTH_HOURS, MONITOR_MAX
 from bot.state.protocols import Lease, StoreUnavailable
 from monitors.base import Monitor
 from monitors.resilience import HealthCache, fan_out
 
 log = logging.getLogger(__name__)
 
-MONITOR_MAX = 64
-DETAIL_MAX = 200
 KEEP_S = 30 * 86_400.0
 """Samples older than this are pruned: the dashboard's longest window is 30 days."""
 TIMEOUT_S = 5.0
 """Per database call, like the history's: a hung database must not hold the loop forever."""
-
-METADATA = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-"""Its own metadata (revision 0002 creates it), with the history's naming convention."""
-
-HEALTH_CHECKS = Table(
-    "health_checks",
-    METADATA,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("at", UtcDateTime(), nullable=False, index=True),  # windows and pruning are by time
-    Column("monitor", String(MONITOR_MAX), nullable=False),
-    Column("ok", Boolean(), nullable=False),
-    Column("detail", String(DETAIL_MAX)),
-    Column("latency_ms", Float()),
-)
-"""`latency_ms` is how long the health check took; NULL when the answer came from the health cache
-(someone else had just asked) and so says nothing about this sample."""
-Index("ix_health_checks_monitor_at", HEALTH_CHECKS.c.monitor, HEALTH_CHECKS.c.at)  # each monitor's newest sample
-
-HEALTH_HOURS = Table(
-    "health_hours",
-    METADATA,
-    Column("monitor", String(MONITOR_MAX), primary_key=True),
-    Column("hour", BigInteger(), primary_key=True),
-    Column("samples", Integer(), nullable=False),
-    Column("ups", Integer(), nullable=False),
-)
-"""Samples and how many were up, per monitor per hour (`hour` counts whole hours since the epoch, UTC),
-kept beside the samples as they are stored. A 30-day window is 720 of these per monitor instead of
-43,200 samples: the week and month views read them; a day or less reads the samples."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +58,8 @@ class Sample:
     latency_ms: float | None
 
 
-async def store_samples(history: History, samples: Sequence[Sample], timeout_s: float = TIMEOUT_S) -> None:
-    """Insert samples and add them to their hours' counts, in one transaction. Raises `HistoryUnavailable`."""
+async def store_samples(database: Database, samples: Sequence[Sample], timeout_s: float = TIMEOUT_S) -> None:
+    """Insert samples and add them to their hours' counts, in one transaction. Raises `DatabaseUnavailable`."""
     if not samples:
         return
     rows = [
@@ -119,7 +75,7 @@ async def store_samples(history: History, samples: Sequence[Sample], timeout_s: 
     hour_rows = [{"monitor": m, "hour": h, "samples": n, "ups": up} for (m, h), (n, up) in hours.items()]
 
     async def insert_rows() -> None:
-        async with history.engine.begin() as conn:
+        async with database.engine.begin() as conn:
             await conn.execute(insert(HEALTH_CHECKS), rows)
             add = sqlite_insert(HEALTH_HOURS) if conn.dialect.name == "sqlite" else postgresql_insert(HEALTH_HOURS)
             c = HEALTH_HOURS.c
@@ -129,7 +85,7 @@ async def store_samples(history: History, samples: Sequence[Sample], timeout_s: 
             )
             await conn.execute(upsert, hour_rows)  # one row per key (summed above): PostgreSQL refuses repeats
 
-    await history.bounded("recording health", insert_rows, timeout_s)
+    await database.bounded("recording health", insert_rows, timeout_s)
 
 
 def hour_of(at: datetime) -> int:
@@ -137,17 +93,17 @@ def hour_of(at: datetime) -> int:
     return math.floor(at.timestamp() / 3600)
 
 
-async def prune(history: History, before: datetime, timeout_s: float = TIMEOUT_S) -> int:
+async def prune(database: Database, before: datetime, timeout_s: float = TIMEOUT_S) -> int:
     """Delete samples older than `before`, and hours wholly before it; returns how many samples. Raises
-    `HistoryUnavailable`."""
+    `DatabaseUnavailable`."""
 
     async def delete_rows() -> int:
-        async with history.engine.begin() as conn:
+        async with database.engine.begin() as conn:
             result = await conn.execute(delete(HEALTH_CHECKS).where(HEALTH_CHECKS.c.at < before))
             await conn.execute(delete(HEALTH_HOURS).where(HEALTH_HOURS.c.hour < hour_of(before)))
             return int(result.rowcount or 0)
 
-    return await history.bounded("pruning health", delete_rows, timeout_s)
+    return await database.bounded("pruning health", delete_rows, timeout_s)
 
 
 class HealthRecorder:
@@ -158,7 +114,7 @@ class HealthRecorder:
 
     def __init__(
         self,
-        history: History,
+        database: Database,
         monitors: Iterable[Monitor],
         cache: HealthCache,
         lease: Lease,
@@ -169,7 +125,7 @@ class HealthRecorder:
         timeout_s: float = TIMEOUT_S,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.history = history
+        self.database = database
         self.monitors = monitors
         self.cache = cache
         self.lease = lease
@@ -185,15 +141,15 @@ class HealthRecorder:
     async def sample(self) -> int:
         """One round: check every monitor and record one row each, if this process holds the lease.
 
-        Returns the rows recorded (0 when another process holds the lease). Raises `HistoryUnavailable`.
+        Returns the rows recorded (0 when another process holds the lease). Raises `DatabaseUnavailable`.
         """
         if not await self._hold():
             return 0
         monitors = list(self.monitors)
         at = self._now()
         samples = list(await asyncio.gather(*(self._check(monitor, at) for monitor in monitors)))
-        await store_samples(self.history, samples, self.timeout_s)
-        await prune(self.history, at - timedelta(seconds=self.keep_s), self.timeout_s)
+        await store_samples(self.database, samples, self.timeout_s)
+        await prune(self.database, at - timedelta(seconds=self.keep_s), self.timeout_s)
         return len(samples)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -210,7 +166,7 @@ class HealthRecorder:
                 return
             try:
                 await self.sample()
-            except HistoryUnavailable as exc:
+            except DatabaseUnavailable as exc:
                 self._failed(str(exc))
             except Exception as exc:  # the loop's outermost frame: one bad round must not end the recording
                 self._failed(f"health recording failed ({type(exc).__name__})")
@@ -252,7 +208,7 @@ class HealthRecorder:
 
 @contextlib.asynccontextmanager
 async def health_recording(
-    history: History,
+    database: Database,
     monitors: Iterable[Monitor],
     cache: HealthCache,
     lease: Lease,
@@ -264,7 +220,7 @@ async def health_recording(
 
     The lease is not released here: it is shared (the rules lease), and its owner releases it.
     """
-    recorder = HealthRecorder(history, monitors, cache, lease, interval_s=interval_s, deadline_s=deadline_s)
+    recorder = HealthRecorder(database, monitors, cache, lease, interval_s=interval_s, deadline_s=deadline_s)
     stop = asyncio.Event()
     task = asyncio.ensure_future(recorder.run(stop))
     try:

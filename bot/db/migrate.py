@@ -19,7 +19,7 @@ caller's async engine is used through `AsyncConnection.run_sync`. The version ta
 `operator_alembic_version`, not Alembic's `alembic_version`, because the database may be shared with
 another application that uses Alembic; for the same reason only our own tables are ever compared.
 
-Failures are `MigrationFailed`, a `HistoryUnavailable`: short fixed wording, never the URL or the SQL.
+Failures are `MigrationFailed`, a `DatabaseUnavailable`: short fixed wording, never the URL or the SQL.
 
 A new revision goes in `bot/migrations/versions/` as `NNNN_what.py`: change the model, then autogenerate
 it against a database at head (in a checkout, where it writes into the package), read it, `ruff format`
@@ -50,10 +50,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db.health_log import METADATA as HEALTH_METADATA
-from bot.db.history import METADATA as HISTORY_METADATA
-from bot.db.history import HistoryUnavailable, open_history, reason_of
-from bot.db.subscriptions import METADATA as SUBSCRIPTIONS_METADATA
+from bot.db.database import DEFAULT_TIMEOUT_S, Database, DatabaseUnavailable, connect, reason_of
+from bot.db.schema import METADATA
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -66,22 +64,24 @@ LOCK_KEY = 0x4F504D4947524154
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 """How long to wait for another instance's migration (or, on PostgreSQL, for a table lock a migration
 needs) before giving up; far longer than a start-up migration takes, short enough to fail a stuck deploy."""
+MIGRATE_TIMEOUT_S = 60.0
+"""How long start-up waits for the schema migration lock (another instance migrating) before failing."""
 CLI_TIMEOUT_S = 3600.0
 """`operator db upgrade` runs the migrations too long for start-up; Ctrl-C stops it sooner, and the
 transaction then rolls back."""
 
 
-class MigrationFailed(HistoryUnavailable):
+class MigrationFailed(DatabaseUnavailable):
     """The schema could not be read, brought to the head revision or adopted.
 
-    A `HistoryUnavailable`, so `open_history` and its callers report it like any other failure to open
+    A `DatabaseUnavailable`, so `open_history` and its callers report it like any other failure to open
     the history; the message is as safe as theirs (fixed wording, never a URL, host, path or SQL).
     """
 
 
 def target_metadata() -> list[MetaData]:
     """The models the migrations must produce: what autogenerate and the tests compare the database with."""
-    return [HISTORY_METADATA, SUBSCRIPTIONS_METADATA, HEALTH_METADATA]
+    return [METADATA]
 
 
 def is_ours(name: str | None, type_: str, parent_names: object) -> bool:
@@ -139,18 +139,45 @@ async def current(engine: AsyncEngine) -> str | None:
 def main_upgrade(database_url: str | None, sqlite_path: Path) -> str:
     """`operator db upgrade`: upgrade the configured database (PostgreSQL when `database_url` is set,
     else the SQLite file) and return the revision now in place, for the CLI to print as
-    `database schema at revision <revision>`. Raises `HistoryUnavailable` (`MigrationFailed` among them),
+    `database schema at revision <revision>`. Raises `DatabaseUnavailable` (`MigrationFailed` among them),
     whose message the CLI prints as the error."""
     return asyncio.run(_open_and_upgrade(database_url, sqlite_path))
 
 
 async def _open_and_upgrade(database_url: str | None, sqlite_path: Path) -> str:
-    """Open the history the way the bot does (same engine settings, an owner-only SQLite file) with room
+    """Open the database the way the bot does (same engine settings, an owner-only SQLite file) with room
     for a long migration, then upgrade (nothing left to do if opening has migrated already)."""
-    async with await open_history(
+    async with await open_database(
         database_url, sqlite_path, timeout_s=CLI_TIMEOUT_S, migrate_timeout_s=CLI_TIMEOUT_S
-    ) as history:
-        return await upgrade(history.engine)
+    ) as database:
+        return await upgrade(database.engine)
+
+
+async def open_database(
+    database_url: str | None,
+    sqlite_path: Path,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    migrate_timeout_s: float = MIGRATE_TIMEOUT_S,
+) -> Database:
+    """The database on PostgreSQL when `database_url` is set, else in the SQLite file `sqlite_path`, with
+    the schema migrated to the head revision. Raises `DatabaseUnavailable` (the engine is disposed first).
+
+    The migration is bounded by the lock's wait plus the call timeout, not the call timeout alone:
+    another instance may be migrating. A hung or unreachable server fails within the call timeout.
+    """
+    database = await connect(database_url, sqlite_path, timeout_s=timeout_s)
+    try:
+        await database.ping()
+        await database.bounded(
+            "migrating the schema",
+            lambda: upgrade(database.engine, lock_timeout_s=migrate_timeout_s),
+            timeout_s=migrate_timeout_s + timeout_s,
+        )
+    except DatabaseUnavailable:
+        await database.close()
+        raise
+    return database
 
 
 # --- under the lock ---------------------------------------------------------------------------------

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.db.schema import SUBSCRIPTIONS
 from bot.sms.privacy import number_key
 from bot.state.protocols import SubscriptionsUnavailable
-
-METADATA = MetaData()
-SUBSCRIPTIONS = Table(
-    "alert_subscriptions",
-    METADATA,
-    Column("number_key", String(64), primary_key=True),
-    Column("subscribed", Boolean, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
 
 
 class SqlSubscriptions:

@@ -27,7 +27,8 @@ from bot.core.runtime import open_runtime
 from bot.dashboard import dashboard_router
 from bot.db.audit import AuditWriter
 from bot.db.health_log import health_recording
-from bot.db.history import open_history
+from bot.db.history import History
+from bot.db.migrate import open_database
 from bot.db.subscriptions import SqlSubscriptions
 from bot.observability import Metrics, setup_logging
 from bot.settings import Settings, load_settings
@@ -85,9 +86,10 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = Metrics()
-        history = await open_history(settings.database_url, settings.history_path)
+        database = await open_database(settings.database_url, settings.history_path)
+        history = History(database)
         audit = AuditWriter(history)
-        subscriptions = SqlSubscriptions(history.engine)
+        subscriptions = SqlSubscriptions(database.engine)
         stores = await open_stores(settings)
         try:
             extra = {"pages": stores.pages, "metrics": metrics, "subscriptions": subscriptions,
@@ -113,9 +115,10 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.alerts = alerts
                 app.state.runtime = runtime
                 app.state.history = history
+                app.state.database = database
                 app.state.stores = stores
                 rules = rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease)
-                recording = health_recording(history, runtime.monitors, runtime.conversation.resources[
+                recording = health_recording(database, runtime.monitors, runtime.conversation.resources[
                     "health_cache"], stores.rules_lease, interval_s=settings.health_sample_s,
                     deadline_s=settings.status_deadline_s)  # fmt: skip
                 async with rules, recording:
@@ -128,7 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await stores.close()
             await audit.close()
-            await history.close()
+            await database.close()
 
     app = FastAPI(title="Operator", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(dashboard_router(settings))  # no routes at all unless configured
@@ -217,15 +220,15 @@ async def _media(name: str, request: Request) -> Response:
 
 async def _readiness(request: Request) -> JSONResponse:
     """Ready when the history store answers and, if monitors are configured, at least one is up."""
-    from bot.db.history import HistoryUnavailable
+    from bot.db.database import DatabaseUnavailable
 
     runtime = request.app.state.runtime
     checks: dict[str, str] = {}
     ok = True
     try:
-        await request.app.state.history.ping()
+        await request.app.state.database.ping()
         checks["history"] = "ok"
-    except HistoryUnavailable:
+    except DatabaseUnavailable:
         checks["history"] = "unavailable"
         ok = False
     if request.app.state.stores.shared:  # reported, not failed: the bot answers without it (degraded)

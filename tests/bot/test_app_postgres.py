@@ -23,7 +23,7 @@ async def test_history_goes_to_postgresql_when_a_database_url_is_set(postgres_se
     postgres_server.reset()
     settings = settings_for(tmp_path, DATABASE_URL=postgres_server.url())
     async with serve(settings) as bot:
-        assert bot.webhook.history.backend == "postgresql"
+        assert bot.webhook.history.database.backend == "postgresql"
         assert message_of(await bot.text("db conns?"))
         await bot.text("status", number=STRANGER)
         ready = await bot.client.get(f"{bot.url}/readyz")

@@ -38,8 +38,10 @@ from bot.dashboard.auth import (
     verify_password,
 )
 from bot.dashboard.views import SECURITY_HEADERS
+from bot.db.database import Database, engine_url
 from bot.db.health_log import Sample, store_samples
-from bot.db.history import MESSAGES, History, engine_url, make_entry
+from bot.db.history import History, make_entry
+from bot.db.schema import MESSAGES
 from bot.settings import ConfigError, Settings
 from bot.web.app import create_app
 from tests.bot.appserver import ALICE, BOB, Running, serve, settings_for
@@ -169,7 +171,7 @@ async def seed_health(history: History, now: datetime) -> None:
     samples = [Sample(now - timedelta(minutes=m), "host", True, "load 0.1", 2.0) for m in range(1, 1440)]
     samples += [Sample(now - timedelta(minutes=m), "prometheus", m > 120, "ready" if m > 120 else
                        "Prometheus: connection refused", None) for m in range(1, 1440)]  # fmt: skip
-    await store_samples(history, samples)
+    await store_samples(history.database, samples)
 
 
 async def seed_weeks(history: History, now: datetime) -> None:
@@ -182,7 +184,7 @@ async def seed_weeks(history: History, now: datetime) -> None:
         samples.append(Sample(at, "prometheus", not down_from <= at < down_to, "", None))
         samples.append(Sample(at, "host", True, "", None))
     samples += [Sample(now - timedelta(days=21, minutes=m), "prometheus", False, "refused", None) for m in range(12)]
-    await store_samples(history, samples)
+    await store_samples(history.database, samples)
 
 
 def health_row(page: str, monitor: str) -> str:
@@ -540,9 +542,9 @@ async def test_hostile_history_texts_are_escaped_everywhere(bot: Running) -> Non
              "source": None, "latency_ms": 5.0, "outcome": "ok", "segments": 1, "message_sid": None, "detail": None}
             for i, text in enumerate(hostile)]  # fmt: skip
     history: History = bot.app.state.history
-    async with history.engine.begin() as conn:
+    async with history.database.engine.begin() as conn:
         await conn.execute(insert(MESSAGES), rows)
-    await store_samples(history, [Sample(now, "<b onmouseover=alert(1)>db</b>", False, "<i>x</i>", 1.0)])
+    await store_samples(history.database, [Sample(now, "<b onmouseover=alert(1)>db</b>", False, "<i>x</i>", 1.0)])
     pages = [
         (await bot.client.get(bot.url + path, headers=BEARER)).text for path in ["/dashboard", "/dashboard/messages"]
     ]
@@ -588,7 +590,7 @@ async def test_a_broken_database_gives_a_notice_not_an_error(bot: Running, tmp_p
     for path in ["/dashboard", "/dashboard/messages"]:
         response = await bot.client.get(bot.url + path, headers=BEARER)
         assert response.status_code == 503
-        assert 'class="notice"' in response.text and "history unavailable" in response.text
+        assert 'class="notice"' in response.text and "database unavailable" in response.text
         assert "Traceback" not in response.text and str(tmp_path) not in response.text
         assert "message_history" not in response.text
         assert response.headers["content-security-policy"] == SECURITY_HEADERS["Content-Security-Policy"]
@@ -597,9 +599,9 @@ async def test_a_broken_database_gives_a_notice_not_an_error(bot: Running, tmp_p
 async def test_a_hung_database_gives_a_notice_within_the_timeout(bot: Running, tmp_path: Path) -> None:
     server = TcpServer("silent")  # accepts the connection and never says a word
     url = f"postgresql://app:pw@{LOOPBACK}:{server.port}/appdb"
-    hung = History(create_async_engine(engine_url(url, tmp_path / "unused"), hide_parameters=True))
-    real = bot.app.state.history
-    bot.app.state.history = hung
+    hung = Database(create_async_engine(engine_url(url, tmp_path / "unused"), hide_parameters=True))
+    real = bot.app.state.database
+    bot.app.state.database = hung
     try:
         started = time.perf_counter()
         response = await bot.client.get(bot.url + "/dashboard", headers=BEARER)
@@ -607,7 +609,7 @@ async def test_a_hung_database_gives_a_notice_within_the_timeout(bot: Running, t
         assert response.status_code == 503 and "timed out after 3 s" in response.text
         assert str(server.port) not in response.text
     finally:
-        bot.app.state.history = real
+        bot.app.state.database = real
         await hung.close()
         server.stop()
 
@@ -625,7 +627,7 @@ async def test_the_dashboard_on_postgresql(postgres_server: Postgres, tmp_path: 
     postgres_server.reset()
     async with serve(dashboard_settings(tmp_path, DATABASE_URL=postgres_server.url())) as running:
         history: History = running.app.state.history
-        assert history.backend == "postgresql"
+        assert history.database.backend == "postgresql"
         now = datetime.now(UTC)
         expected = await seed(history, now)
         await seed_health(history, now)

@@ -23,20 +23,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.db.health_log import (
-    HEALTH_CHECKS,
-    HEALTH_HOURS,
-    KEEP_S,
-    HealthRecorder,
-    Sample,
-    health_recording,
-    hour_of,
-    prune,
-    store_samples,
-)
-from bot.db.health_log import METADATA as HEALTH_METADATA
-from bot.db.history import History, HistoryUnavailable, engine_url, make_entry, open_history
+from bot.db.database import Database, DatabaseUnavailable, engine_url
+from bot.db.health_log import KEEP_S, HealthRecorder, Sample, health_recording, hour_of, prune, store_samples
+from bot.db.history import History, make_entry, open_history
 from bot.db.migrate import VERSION_TABLE, current, downgrade, target_metadata, upgrade
+from bot.db.schema import HEALTH_CHECKS, HEALTH_HOURS
 from bot.state.memory.lease import FileLease
 from bot.state.protocols import StoreUnavailable
 from monitors.base import Health
@@ -110,7 +101,7 @@ async def test_a_fresh_upgrade_makes_the_health_table_as_modelled(engine: AsyncE
     assert sorted(made["indexes"]) == [("ix_health_checks_at", ["at"]),
                                        ("ix_health_checks_monitor_at", ["monitor", "at"])]  # fmt: skip
     now = datetime.now(UTC)
-    await store_samples(History(engine), [Sample(now, "prometheus", True, "ready", 12.5)])
+    await store_samples(Database(engine), [Sample(now, "prometheus", True, "ready", 12.5)])
     async with engine.connect() as conn:
         rows = (await conn.execute(select(HEALTH_CHECKS.c.at, HEALTH_CHECKS.c.ok, HEALTH_CHECKS.c.latency_ms))).all()
     assert [(at, ok, latency) for at, ok, latency in rows] == [(now, True, 12.5)]  # aware UTC out, as in
@@ -120,11 +111,11 @@ async def test_samples_are_counted_per_monitor_per_hour_as_they_are_stored(engin
     """The hourly counts the long windows read: summed within a batch (PostgreSQL refuses one upsert touching
     a row twice) and across batches (the upsert adds), pruned by whole hours."""
     await upgrade(engine)
-    history = History(engine)
+    history = History(Database(engine))
     hour = datetime(2026, 11, 20, 10, tzinfo=UTC)
     at = [hour + timedelta(minutes=m) for m in (0, 20, 59, 60, 61)]
     await store_samples(
-        history,
+        history.database,
         [
             Sample(at[0], "db", True, "", None),
             Sample(at[1], "db", False, "down", None),
@@ -132,7 +123,7 @@ async def test_samples_are_counted_per_monitor_per_hour_as_they_are_stored(engin
             Sample(at[3], "db", True, "", None),
         ],
     )
-    await store_samples(history, [Sample(at[2], "db", True, "", None), Sample(at[4], "db", False, "x", None)])
+    await store_samples(history.database, [Sample(at[2], "db", True, "", None), Sample(at[4], "db", False, "x", None)])
     r = HEALTH_HOURS.c
 
     async def hours() -> list[tuple[Any, ...]]:
@@ -143,7 +134,7 @@ async def test_samples_are_counted_per_monitor_per_hour_as_they_are_stored(engin
     first = hour_of(hour)
     assert first == int(hour.timestamp()) // 3600
     assert await hours() == [("db", first, 3, 2), ("db", first + 1, 2, 1), ("web", first, 1, 1)]
-    assert await prune(history, at[3]) == 4  # samples before 11:00; the 10:00 hours go with them
+    assert await prune(history.database, at[3]) == 4  # samples before 11:00; the 10:00 hours go with them
     assert await hours() == [("db", first + 1, 2, 1)]
 
 
@@ -151,8 +142,8 @@ async def test_downgrade_to_0001_drops_only_the_health_tables_and_upgrade_brings
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     await upgrade(engine)
-    await History(engine).store([make_entry(ALICE, "in", "kept across the downgrade")])
-    await store_samples(History(engine), [Sample(datetime.now(UTC), "host", True, "", None)])
+    await History(Database(engine)).store([make_entry(ALICE, "in", "kept across the downgrade")])
+    await store_samples(Database(engine), [Sample(datetime.now(UTC), "host", True, "", None)])
     assert await downgrade(engine, "0001") == "0001"
     assert await current(engine) == "0001"
     assert (await read(engine, shape))["tables"] == {"message_history", "alert_subscriptions"}
@@ -163,7 +154,7 @@ async def test_downgrade_to_0001_drops_only_the_health_tables_and_upgrade_brings
         "(`bot.db.health_log.HEALTH_CHECKS` and `HEALTH_HOURS`)."
     ]
     assert await read(engine, differences) == []
-    assert [entry.text for entry in await History(engine).recent()] == ["kept across the downgrade"]
+    assert [entry.text for entry in await History(Database(engine)).recent()] == ["kept across the downgrade"]
 
 
 # --- the recorder ---------------------------------------------------------------------------------
@@ -201,7 +192,7 @@ class Always:
 
 
 def recorder(history: History, monitors: list[Any], lease: Any = None, **options: Any) -> HealthRecorder:
-    return HealthRecorder(history, monitors, options.pop("cache", HealthCache()), lease or Always(),
+    return HealthRecorder(history.database, monitors, options.pop("cache", HealthCache()), lease or Always(),
                           interval_s=options.pop("interval_s", 60.0), deadline_s=options.pop("deadline_s", 1.0),
                           **options)  # fmt: skip
 
@@ -215,13 +206,15 @@ async def test_a_sample_is_one_row_per_monitor_with_its_answer(history: History)
     started = time.perf_counter()
     assert await recorder(history, monitors, deadline_s=0.3).sample() == 3
     assert time.perf_counter() - started < 2  # by the deadline, not the slow monitor's 5 s
-    recorded = {monitor: (ok, detail, latency) for monitor, ok, detail, latency, _ in await rows(history.engine)}
+    recorded = {
+        monitor: (ok, detail, latency) for monitor, ok, detail, latency, _ in await rows(history.database.engine)
+    }
     assert recorded["prometheus"][:2] == (True, "fine after 0s")
     assert recorded["loki"][:2] == (False, "Loki: connection refused")
     assert recorded["slow"][:2] == (False, "Slow: timed out after 0.3 s")
     assert 250 <= recorded["slow"][2] < 1500  # how long it was waited for
     assert recorded["prometheus"][2] < 250
-    assert len({at for *_, at in await rows(history.engine)}) == 1  # one moment per sample
+    assert len({at for *_, at in await rows(history.database.engine)}) == 1  # one moment per sample
 
 
 async def test_an_answer_from_the_health_cache_has_no_latency(history: History) -> None:
@@ -232,7 +225,7 @@ async def test_an_answer_from_the_health_cache_has_no_latency(history: History) 
     await asyncio.sleep(0.01)
     await recorder(history, [asked, Scripted("loki")], cache=cache).sample()
     assert asked.calls == 1
-    latencies = {monitor: latency for monitor, _, _, latency, _ in await rows(history.engine)}
+    latencies = {monitor: latency for monitor, _, _, latency, _ in await rows(history.database.engine)}
     assert latencies["prometheus"] is None and latencies["loki"] is not None
 
 
@@ -242,7 +235,7 @@ async def test_details_are_cleaned_before_they_are_stored(history: History) -> N
             return Health(True, f"\x1b[31mpaged {ALICE}\x1b[0m\u202e" + "x" * 500)
 
     await recorder(history, [Chatty("chatty")]).sample()
-    [(_, _, detail, _, _)] = await rows(history.engine)
+    [(_, _, detail, _, _)] = await rows(history.database.engine)
     assert detail.startswith("paged +1555***0001") and len(detail) == 200
     assert "\x1b" not in detail and "\u202e" not in detail
 
@@ -257,12 +250,12 @@ async def test_only_the_lease_holder_records(history: History, tmp_path: Path) -
     try:
         counts = [await r.sample() for r in recorders]
         assert sorted(counts) == [0, 2]
-        assert len(await rows(history.engine)) == 2
+        assert len(await rows(history.database.engine)) == 2
         holder = counts.index(2)
         await (first, second)[holder].release()
         assert await recorders[1 - holder].sample() == 2
         assert await recorders[holder].sample() == 0
-        assert len(await rows(history.engine)) == 4
+        assert len(await rows(history.database.engine)) == 4
     finally:
         await first.release()
         await second.release()
@@ -271,41 +264,41 @@ async def test_only_the_lease_holder_records(history: History, tmp_path: Path) -
 async def test_without_the_shared_store_nobody_records(history: History) -> None:
     lease = Always(down=True)
     assert await recorder(history, [Scripted("prometheus")], lease).sample() == 0
-    assert lease.calls == 1 and await rows(history.engine) == []
+    assert lease.calls == 1 and await rows(history.database.engine) == []
 
 
 async def test_samples_older_than_thirty_days_are_pruned(history: History) -> None:
     now = datetime.now(UTC)
-    await store_samples(history, [
+    await store_samples(history.database, [
         Sample(now - timedelta(seconds=KEEP_S + 60), "prometheus", True, "too old", 1.0),
         Sample(now - timedelta(seconds=KEEP_S - 60), "prometheus", False, "just kept", 1.0),
     ])  # fmt: skip
     await recorder(history, [Scripted("prometheus")], now=lambda: now).sample()
-    assert [detail for _, _, detail, _, _ in await rows(history.engine)] == ["just kept", "fine after 0s"]
+    assert [detail for _, _, detail, _, _ in await rows(history.database.engine)] == ["just kept", "fine after 0s"]
 
 
 async def test_the_loop_survives_a_database_failure_and_logs_it_once(
     history: History, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.db.health_log")
-    async with history.engine.begin() as conn:
+    async with history.database.engine.begin() as conn:
         await conn.execute(text("DROP TABLE health_checks"))
     running = recorder(history, [Scripted("prometheus")], interval_s=0.05, timeout_s=2)
     stop = asyncio.Event()
     task = asyncio.ensure_future(running.run(stop))
     try:
         await asyncio.sleep(0.5)  # several failing rounds
-        assert running.failing is not None and "history unavailable" in running.failing
+        assert running.failing is not None and "database unavailable" in running.failing
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and "will keep trying" in errors[0].getMessage()
         assert "health_checks" not in errors[0].getMessage()  # the reason, never the SQL
-        async with history.engine.begin() as conn:
-            await conn.run_sync(HEALTH_METADATA.create_all)
+        async with history.database.engine.begin() as conn:
+            await conn.run_sync(lambda sync: HEALTH_CHECKS.create(sync))
         for _ in range(100):
-            if await rows(history.engine):
+            if await rows(history.database.engine):
                 break
             await asyncio.sleep(0.05)
-        assert await rows(history.engine)
+        assert await rows(history.database.engine)
         assert running.failing is None
         assert any(r.getMessage() == "health history: recording again" for r in caplog.records)
     finally:
@@ -338,7 +331,7 @@ async def test_a_database_that_hangs_is_given_up_on_in_time(tmp_path: Path) -> N
     holder.execute("BEGIN EXCLUSIVE")  # another writer holds the file: inserts wait on the busy timeout
     try:
         started = time.perf_counter()
-        with pytest.raises(HistoryUnavailable, match="timed out after 0.5 s recording health"):
+        with pytest.raises(DatabaseUnavailable, match="timed out after 0.5 s recording health"):
             await recorder(history, [Scripted("prometheus")], timeout_s=0.5).sample()
         assert time.perf_counter() - started < 2
     finally:
@@ -350,7 +343,7 @@ async def test_a_database_that_hangs_is_given_up_on_in_time(tmp_path: Path) -> N
 async def test_recording_in_the_background_stops_with_its_context(history: History) -> None:
     lease = Always()
     started = time.perf_counter()
-    async with health_recording(history, [Scripted("prometheus")], HealthCache(), lease, interval_s=3600,
+    async with health_recording(history.database, [Scripted("prometheus")], HealthCache(), lease, interval_s=3600,
                                 deadline_s=1) as running:  # fmt: skip
         assert running.interval_s == 3600
     assert time.perf_counter() - started < 1  # the stop interrupts the wait

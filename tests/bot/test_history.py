@@ -16,20 +16,10 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.db.history import (
-    COMMAND_MAX,
-    DETAIL_MAX,
-    TEXT_MAX,
-    History,
-    HistoryEntry,
-    HistoryUnavailable,
-    Outcome,
-    clean_text,
-    engine_url,
-    format_entries,
-    open_history,
-    show_recent,
-)
+from bot.db.cleaning import clean_text
+from bot.db.database import DatabaseUnavailable, engine_url
+from bot.db.history import History, HistoryEntry, Outcome, format_entries, open_history, show_recent
+from bot.db.schema import COMMAND_MAX, DETAIL_MAX, TEXT_MAX
 from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import APP_PASSWORD, TcpServer
 from tests.servers import LOOPBACK, free_port
@@ -56,7 +46,7 @@ async def history(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         server: Postgres = request.getfixturevalue("postgres_server")
         server.reset()
         opened = await open_history(server.url(), tmp_path / "unused.sqlite3")
-    assert opened.backend == request.param
+    assert opened.database.backend == request.param
     yield opened
     await opened.close()
 
@@ -91,7 +81,7 @@ async def test_round_trip_keeps_every_field(history: History) -> None:
 
 
 async def test_ping_answers(history: History) -> None:
-    await history.ping()
+    await history.database.ping()
     assert await history.count() == 0
 
 
@@ -225,7 +215,7 @@ async def test_unusable_sqlite_path_is_history_unavailable(tmp_path: Path, block
     else:
         path = tmp_path / "dir"
         path.mkdir()
-    with pytest.raises(HistoryUnavailable) as caught:
+    with pytest.raises(DatabaseUnavailable) as caught:
         await open_history(None, path)
     assert str(tmp_path) not in str(caught.value)
 
@@ -233,7 +223,7 @@ async def test_unusable_sqlite_path_is_history_unavailable(tmp_path: Path, block
 async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "history.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(HistoryUnavailable, match="not an SQLite database"):
+    with pytest.raises(DatabaseUnavailable, match="not an SQLite database"):
         await open_history(None, path)
 
 
@@ -269,7 +259,7 @@ async def test_postgres_table_has_a_time_index(postgres_server: Postgres, tmp_pa
 WRONG_PASSWORD = "Wr0ng-pa55;word@x"
 
 
-def assert_safe(error: HistoryUnavailable, *secrets: str) -> None:
+def assert_safe(error: DatabaseUnavailable, *secrets: str) -> None:
     """Neither the message nor anything in the chain a careless `logger.exception` would print holds a
     secret; the message does not even name the host."""
     message = str(error)
@@ -294,7 +284,7 @@ async def test_postgres_failures_are_safe(
 ) -> None:
     url = postgres_server.url(password=password, port=port_of(postgres_server))  # type: ignore[operator]
     started = time.perf_counter()
-    with pytest.raises(HistoryUnavailable) as caught:
+    with pytest.raises(DatabaseUnavailable) as caught:
         await open_history(url, tmp_path / "x.sqlite3")
     assert reason in str(caught.value)
     assert_safe(caught.value, password)
@@ -308,7 +298,7 @@ async def test_a_hung_database_times_out(tmp_path: Path, mode: str) -> None:
     try:
         url = f"postgresql://app:{quote(WRONG_PASSWORD, safe='')}@{LOOPBACK}:{server.port}/appdb"
         started = time.perf_counter()
-        with pytest.raises(HistoryUnavailable, match="timed out") as caught:
+        with pytest.raises(DatabaseUnavailable, match="timed out") as caught:
             await open_history(url, tmp_path / "x.sqlite3", timeout_s=0.5)
         assert time.perf_counter() - started < 1.5
         assert_safe(caught.value, WRONG_PASSWORD)
@@ -317,7 +307,7 @@ async def test_a_hung_database_times_out(tmp_path: Path, mode: str) -> None:
 
 
 async def test_database_going_away_is_unavailable_not_a_crash(postgres_server: Postgres, tmp_path: Path) -> None:
-    """Connections cut and logins refused under an open history: `record` raises HistoryUnavailable (which
+    """Connections cut and logins refused under an open history: `record` raises DatabaseUnavailable (which
     the app catches), and works again once logins are allowed."""
     postgres_server.reset()
     history = await open_history(postgres_server.url(), tmp_path / "x.sqlite3")
@@ -326,11 +316,11 @@ async def test_database_going_away_is_unavailable_not_a_crash(postgres_server: P
         postgres_server.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app'", superuser=True
         )
-        with pytest.raises(HistoryUnavailable, match="login rejected") as caught:
+        with pytest.raises(DatabaseUnavailable, match="login rejected") as caught:
             await history.record(ALICE, "in", "status")
         assert_safe(caught.value, APP_PASSWORD)
-        with pytest.raises(HistoryUnavailable, match="login rejected"):
-            await history.ping()
+        with pytest.raises(DatabaseUnavailable, match="login rejected"):
+            await history.database.ping()
     finally:
         postgres_server.execute("ALTER ROLE app LOGIN", superuser=True)
     await history.record(ALICE, "in", "back again")  # the pool reconnects once the database is back
@@ -347,7 +337,7 @@ async def test_a_blocked_record_gives_up_at_the_timeout(postgres_server: Postgre
         with postgres_server.connect(superuser=True) as locker:
             locker.execute(b"LOCK TABLE message_history IN ACCESS EXCLUSIVE MODE")
             started = time.perf_counter()
-            with pytest.raises(HistoryUnavailable, match="timed out after 0.5 s recording"):
+            with pytest.raises(DatabaseUnavailable, match="timed out after 0.5 s recording"):
                 await history.record(ALICE, "in", "status")
             assert time.perf_counter() - started < 1
         await history.record(ALICE, "in", "after the lock")
@@ -391,7 +381,7 @@ def test_engine_url(database_url: str | None, expected: str) -> None:
     ],
 )
 def test_bad_urls_are_refused_without_echoing_them(database_url: str, message: str) -> None:
-    with pytest.raises(HistoryUnavailable, match=message) as caught:
+    with pytest.raises(DatabaseUnavailable, match=message) as caught:
         engine_url(database_url, Path("h.sqlite3"))
     assert "hunter2" not in "".join(traceback.format_exception(caught.value))
 

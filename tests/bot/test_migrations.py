@@ -29,12 +29,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Dialect, MetaData, inspect, text
+from sqlalchemy import Connection, Dialect, MetaData, Table, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from bot.db.history import METADATA as HISTORY_METADATA
-from bot.db.history import History, HistoryUnavailable, engine_url, make_entry
+from bot.db.database import Database as DatabaseHandle
+from bot.db.database import DatabaseUnavailable, engine_url
+from bot.db.history import History, make_entry
 from bot.db.migrate import (
     LOCK_KEY,
     VERSION_TABLE,
@@ -46,7 +47,7 @@ from bot.db.migrate import (
     target_metadata,
     upgrade,
 )
-from bot.db.subscriptions import METADATA as SUBSCRIPTIONS_METADATA
+from bot.db.schema import MESSAGES, SUBSCRIPTIONS
 from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import APP_PASSWORD, APP_USER, SERVER_USER
 from tests.servers import LOOPBACK
@@ -179,15 +180,18 @@ def applied(records: list[logging.LogRecord]) -> list[str]:
     return [r.getMessage() for r in records if r.getMessage().startswith("Running upgrade")]
 
 
-async def create_all(engine: AsyncEngine, *metadatas: MetaData) -> None:
-    """What `open_history` and `SqlSubscriptions.create` did before migrations."""
+async def create_all(engine: AsyncEngine, *schemas: MetaData | Table) -> None:
+    """What `open_history` and `SqlSubscriptions.create` did before migrations (with tables: only those)."""
     async with engine.begin() as conn:
-        for metadata in metadatas:
-            await conn.run_sync(metadata.create_all)
+        for schema in schemas:
+            if isinstance(schema, Table):
+                await conn.run_sync(lambda sync, table=schema: table.create(sync))
+            else:
+                await conn.run_sync(schema.create_all)
 
 
 async def record_one(engine: AsyncEngine, text_: str) -> None:
-    await History(engine).store([make_entry(ALICE, "in", text_)])
+    await History(DatabaseHandle(engine)).store([make_entry(ALICE, "in", text_)])
 
 
 # --- the scripts ----------------------------------------------------------------------------------
@@ -200,7 +204,7 @@ def test_the_revision_history_is_one_line_from_the_baseline() -> None:
     assert script.get_bases() == ["0001"]
     for revision in script.walk_revisions():
         assert Path(revision.path).name.startswith(f"{revision.revision}_")
-        assert Path(revision.path).is_relative_to(Path(__file__).parents[2] / "bot" / "migrations" / "versions")
+        assert Path(revision.path).is_relative_to(Path(__file__).parents[2] / "bot" / "db" / "migrations" / "versions")
 
 
 def test_the_environment_refuses_to_run_without_the_lock() -> None:
@@ -224,7 +228,7 @@ async def test_a_fresh_upgrade_makes_exactly_the_models_schema(engine: AsyncEngi
     assert [name for name, *_ in history["indexes"]] == ["ix_message_history_at", "ix_message_history_message_sid"]
     assert history["primary_key"]["constrained_columns"] == ["id"]
     await record_one(engine, "status")  # and the table works as the history uses it
-    assert [entry.text for entry in await History(engine).recent()] == ["status"]
+    assert [entry.text for entry in await History(DatabaseHandle(engine)).recent()] == ["status"]
 
 
 async def test_the_migrated_schema_is_what_create_all_made(new_database: Callable[[], Database]) -> None:
@@ -251,7 +255,7 @@ async def test_a_second_upgrade_changes_nothing(engine: AsyncEngine, caplog: pyt
     assert applied(caplog.records) == EVERY_STEP
     assert await read(engine, snapshot) == before
     assert await read(engine, version_rows) == [HEAD]
-    assert await History(engine).count() == 1
+    assert await History(DatabaseHandle(engine)).count() == 1
 
 
 def _doc(revision: str) -> str:
@@ -283,7 +287,7 @@ async def test_a_database_made_by_create_all_is_adopted(
     rows kept, the missing table created, and nothing is created twice."""
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.INFO, logger="alembic")  # the bot's logging setup quiets it; these tests read it
-    await create_all(engine, HISTORY_METADATA, *([SUBSCRIPTIONS_METADATA] if made_before == "both" else []))
+    await create_all(engine, MESSAGES, *([SUBSCRIPTIONS] if made_before == "both" else []))
     await record_one(engine, "from before migrations")
     assert await current(engine) is None
     assert await upgrade(engine) == HEAD
@@ -292,7 +296,7 @@ async def test_a_database_made_by_create_all_is_adopted(
     assert any("adopted" in r.getMessage() for r in caplog.records)
     assert await read(engine, differences) == []
     assert await read(engine, table_names) >= OUR_TABLES
-    assert [entry.text for entry in await History(engine).recent()] == ["from before migrations"]
+    assert [entry.text for entry in await History(DatabaseHandle(engine)).recent()] == ["from before migrations"]
     assert await upgrade(engine) == HEAD
 
 
@@ -338,7 +342,7 @@ CHILD = """
 import asyncio, logging, pathlib, sys
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from bot.db.history import engine_url
+from bot.db.database import engine_url
 from bot.db.migrate import upgrade
 
 async def main() -> None:
@@ -402,7 +406,7 @@ async def test_an_upgrade_waits_for_the_lock_then_finds_the_work_done(database: 
 
 def create_all_ddl(dialect: Dialect) -> list[str]:
     """The statements `create_all` runs for the models, to run on a connection of our own."""
-    tables = [*HISTORY_METADATA.sorted_tables, *SUBSCRIPTIONS_METADATA.sorted_tables]  # the tables of before 0001
+    tables = [MESSAGES, SUBSCRIPTIONS]  # the tables of before 0001
     statements = [CreateTable(table) for table in tables] + [CreateIndex(i) for t in tables for i in t.indexes]
     return [str(statement.compile(dialect=dialect)) for statement in statements]
 
@@ -429,7 +433,7 @@ async def test_downgrade_to_base_and_up_again(engine: AsyncEngine) -> None:
     assert await read(engine, table_names) <= {VERSION_TABLE}
     assert await upgrade(engine) == HEAD
     assert await read(engine, differences) == []
-    assert await History(engine).count() == 0
+    assert await History(DatabaseHandle(engine)).count() == 0
 
 
 async def test_main_upgrade_for_the_cli(database: Database) -> None:
@@ -450,7 +454,7 @@ async def test_main_upgrade_for_the_cli(database: Database) -> None:
 WRONG_PASSWORD = "Wr0ng-pa55;word@x"
 
 
-def assert_safe(error: HistoryUnavailable, *secrets: str) -> None:
+def assert_safe(error: DatabaseUnavailable, *secrets: str) -> None:
     """Neither the message nor the chain a careless `logger.exception` prints holds a secret; the
     message does not even name the host or the file."""
     message, chain = str(error), "".join(traceback.format_exception(error))
@@ -475,6 +479,6 @@ async def test_failures_are_safe(postgres_server: Postgres, tmp_path: Path) -> N
         assert_safe(caught.value, WRONG_PASSWORD)
     finally:
         await engine.dispose()
-    with pytest.raises(HistoryUnavailable, match="login rejected") as caught_opening:
+    with pytest.raises(DatabaseUnavailable, match="login rejected") as caught_opening:
         await asyncio.to_thread(main_upgrade, url, tmp_path / "unused.sqlite3")
     assert_safe(caught_opening.value, WRONG_PASSWORD)
