@@ -20,7 +20,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bot.alerting.rules.model import Evaluate, Rule, RuleEngine, SeriesValues, make_evaluator
+from bot.alerting.rules.check import make_evaluator
+from bot.alerting.rules.engine import RuleEngine
+from bot.alerting.rules.model import Evaluate, Rule, SeriesValues
 from bot.settings import DEFAULT_METRICS
 from monitors.http import new_client
 from monitors.prometheus import Prometheus, PrometheusConfig

@@ -226,7 +226,8 @@ def rules_check(file: Path, config_file: Path | None) -> None:
     """Validate a rule file and print what each rule evaluates to now against the live Prometheus."""
     import asyncio
 
-    from bot.alerting.rules.model import RuleFileError, check_results, format_checks, load_rules, make_evaluator
+    from bot.alerting.rules.check import check_results, format_checks, make_evaluator
+    from bot.alerting.rules.model import RuleFileError, load_rules
     from monitors.base import Kind
     from monitors.http import new_client
     from monitors.registry import BuildContext, MonitorConfigError, build_monitors

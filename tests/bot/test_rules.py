@@ -17,21 +17,10 @@ from pathlib import Path
 import pytest
 
 from bot.alerting.model import Notification, Severity
-from bot.alerting.rules.model import (
-    Rule,
-    RuleEngine,
-    RuleFileError,
-    SeriesStatus,
-    check_results,
-    check_rules,
-    fingerprint,
-    format_checks,
-    load_rules,
-    make_evaluator,
-    parse_duration,
-    render_summary,
-    run_rules,
-)
+from bot.alerting.rules.check import check_results, check_rules, format_checks, make_evaluator
+from bot.alerting.rules.engine import RuleEngine, SeriesStatus, fingerprint, render_summary
+from bot.alerting.rules.loop import run_rules
+from bot.alerting.rules.model import Rule, RuleFileError, load_rules, parse_duration
 from bot.settings import DEFAULT_METRICS, User
 from monitors.errors import BackendQueryError, BackendUnavailable
 from monitors.http import new_client
@@ -502,7 +491,7 @@ async def test_a_vanished_series_is_forgotten_once_nothing_about_it_matters() ->
 
 
 async def test_a_failing_query_is_skipped_with_its_states_untouched(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bot.alerting.rules.model")
+    caplog.set_level(logging.INFO, logger="bot.alerting.rules")
     clock, script = Clock(), Script()
     engine = engine_for([rule("A"), rule("B", **{"for": "2m"})], script, clock)
     script.set("A", (CHECKOUT, 80))
@@ -531,7 +520,7 @@ async def test_a_failing_query_is_skipped_with_its_states_untouched(caplog: pyte
 
 
 async def test_rules_failing_for_the_same_reason_share_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bot.alerting.rules.model")
+    caplog.set_level(logging.INFO, logger="bot.alerting.rules")
     clock, script = Clock(), Script()
     rules = [rule(f"R{i}") for i in range(50)]
     for r in rules:
@@ -636,7 +625,7 @@ def test_duplicate_rule_names_are_refused_by_the_engine() -> None:
 
 
 async def test_the_loop_survives_a_failing_sink_and_a_failing_tick(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bot.alerting.rules.model")
+    caplog.set_level(logging.INFO, logger="bot.alerting.rules")
     values = iter([KeyError("a bug"), 80.0, 10.0, 80.0, 10.0])
 
     async def evaluate(rule: Rule) -> list[tuple[Mapping[str, str], float]]:

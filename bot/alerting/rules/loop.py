@@ -8,12 +8,16 @@ every tick, so when that worker dies (and the kernel drops its lock) another tak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from bot.alerting.model import Notification
-from bot.alerting.rules.model import RuleEngine, RuleFileError, load_rules, make_evaluator, run_rules
+from bot.alerting.rules.check import make_evaluator
+from bot.alerting.rules.engine import RuleEngine, brief
+from bot.alerting.rules.model import RuleFileError, Sink, load_rules
 from bot.settings import ConfigError, Settings
 from bot.state.memory.lease import FileLease
 from bot.state.protocols import Lease, StoreUnavailable
@@ -76,3 +80,38 @@ async def rules_running(
         stop.set()
         await task
         await engine.lease.release()
+
+
+# --- the background loop ----------------------------------------------------------------------------
+
+
+async def run_rules(engine: RuleEngine, interval_s: float, sink: Sink, stop: asyncio.Event) -> None:
+    """Tick every `interval_s` until `stop` is set, handing each notification to `sink`.
+
+    Ticks run one after another, never two at once; a tick that overruns its interval makes the loop
+    skip the slots it missed rather than run a burst of catch-up ticks. This is a background task's
+    outermost frame: a failed tick or delivery is logged (type and scrubbed message, no traceback)
+    and the loop carries on.
+    """
+    if interval_s <= 0:
+        raise ValueError("interval_s must be positive")
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while not stop.is_set():
+        try:
+            notifications = await engine.tick()
+        except Exception as exc:  # the outermost loop: one bad tick must not end alerting
+            log.error("rules tick failed: %s", brief(exc))
+            notifications = []
+        for notification in notifications:
+            try:
+                await sink(notification)
+            except Exception as exc:  # the outermost loop: a failed delivery must not stop the others
+                log.error("rule %s: notification not delivered: %s", notification.group_key, brief(exc))
+        now = loop.time()
+        next_at += interval_s
+        if next_at <= now:
+            next_at += math.ceil((now - next_at) / interval_s + 1e-9) * interval_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(next_at - now):
+                await stop.wait()
