@@ -85,7 +85,7 @@ def bench_steady(count: int, points: int, width: int, height: int, renders: int)
 
 
 def bench_text(points: int) -> None:
-    from bot.charts.render import chart_text
+    from bot.charts.text import chart_text
 
     series = latency_series(5, points)
     t0 = time.perf_counter()

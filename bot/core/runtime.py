@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bot.charts.render import ChartRenderer
+from bot.charts.renderer import ChartRenderer
 from bot.core.commands import default_registry
 from bot.core.conversation import Conversation
 from bot.core.roles import build_parser, build_store

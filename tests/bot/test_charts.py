@@ -12,18 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.charts.render import (
-    MAX_DRAWN,
-    NO_DATA,
-    PALETTE,
-    Chart,
-    chart_text,
-    render,
-    render_png,
-    series_labels,
-    sparkline,
-    title_for,
-)
+from bot.charts.render import Chart, render, render_png
+from bot.charts.scales import MAX_DRAWN, NO_DATA, PALETTE, series_labels, title_for
+from bot.charts.text import chart_text, sparkline
 from bot.sms.encoding import is_gsm7, segment_count, septets
 from monitors.base import Series
 from monitors.formatting import human

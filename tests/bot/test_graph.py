@@ -18,7 +18,7 @@ import respx
 from PIL import Image
 
 from bot.charts.media import new_token
-from bot.charts.render import PALETTE
+from bot.charts.scales import PALETTE
 from bot.state.protocols import StoreUnavailable
 from bot.state.redis.client import redis_client
 from bot.state.redis.media import RedisMediaStore

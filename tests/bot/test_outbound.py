@@ -27,7 +27,6 @@ import respx
 from bot.settings import load_settings
 from bot.sms.outbound import (
     Delivery,
-    HttpxTwilioHttpClient,
     Sender,
     TwilioSender,
     build_sender,
@@ -35,6 +34,7 @@ from bot.sms.outbound import (
     safe_text,
     sender_unavailable,
 )
+from bot.sms.twilio_http import HttpxTwilioHttpClient
 from monitors.http import new_client
 from tests.servers import FaultServer, refused_url
 

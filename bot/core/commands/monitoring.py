@@ -11,7 +11,9 @@ import time
 from dataclasses import replace
 
 from bot.charts.media import media_url
-from bot.charts.render import ChartRenderer, chart_text, title_for
+from bot.charts.renderer import ChartRenderer
+from bot.charts.scales import title_for
+from bot.charts.text import chart_text
 from bot.core.commands.registry import Answer, Request, command
 from bot.settings import Settings
 from bot.state.protocols import MediaStore, StoreUnavailable
