@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from bot.core.commands import default_registry
+from bot.core.commands.registry import CommandRegistry
+from bot.core.services import Services
+from bot.settings import Settings
 from bot.sms.outbound import Delivery
 from bot.sms.privacy import mask_number
+from bot.state.memory.subscriptions import InMemorySubscriptions
+from bot.state.stores import local_stores
 from monitors.base import (
     AlertList,
     AlertQuery,
@@ -21,6 +28,8 @@ from monitors.base import (
     Result,
     Sample,
 )
+from monitors.registry import MonitorRegistry
+from monitors.resilience import HealthCache
 
 
 @dataclass
@@ -76,3 +85,19 @@ class RecordingSender:
     async def send(self, to: str, body: str, media_urls: Sequence[str] = ()) -> Delivery:
         self.sent.append((to, body, tuple(media_urls)))
         return self.outcome or Delivery(mask_number(to), f"SM{len(self.sent):032x}", "queued", 1)
+
+
+def in_memory_services(
+    settings: Settings,
+    monitors: MonitorRegistry | None = None,
+    commands: CommandRegistry | None = None,
+    **parts: Any,
+) -> Services:
+    """Services on in-memory stores, for a conversation built by hand (the app builds its own in its lifespan)."""
+    stores = local_stores(settings)
+    return Services(
+        settings=settings, monitors=monitors if monitors is not None else MonitorRegistry(),
+        commands=commands if commands is not None else default_registry(), health_cache=HealthCache(),
+        alerts=stores.alerts, actions=stores.actions, subscriptions=InMemorySubscriptions(), pages=stores.pages,
+        **parts,
+    )  # fmt: skip

@@ -17,7 +17,6 @@ from bot.core.roles import role_of
 from bot.core.runtime import open_runtime
 from bot.settings import Settings
 from bot.sms.replies import SmsReplies
-from bot.state.memory.pages import InMemoryPageStore
 
 SEPARATOR = "---"
 log = logging.getLogger(__name__)
@@ -52,9 +51,9 @@ async def chat(
 
 
 async def _session(settings: Settings, user: str) -> None:
-    pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
-    replies = SmsReplies(pages, settings.max_segments, settings.allow_emoji)
-    async with open_runtime(settings, extra={"pages": pages}) as runtime:
+    async with open_runtime(settings, media=False) as runtime:
+        assert runtime.services.pages is not None
+        replies = SmsReplies(runtime.services.pages, settings.max_segments, settings.allow_emoji)
         await chat(runtime.conversation, replies, settings, user, sys.stdin, sys.stdout)
 
 

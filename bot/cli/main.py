@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bot.core.roles import LOCAL_USER, build_parser
+from bot.core.roles import LOCAL_USER
 from bot.settings import ConfigError, Settings, catalog_settings, load_settings
 from intents import Parser
 
@@ -36,7 +36,7 @@ def _parser(config_file: Path | None) -> Parser:
     catalog the live bot would use once fixed, with a warning, so tuning is never blocked.
     """
     try:
-        return build_parser(load_settings(config_file))
+        return Parser(load_settings(config_file).catalog())
     except ConfigError as exc:
         if config_file is None:
             raise click.ClickException(str(exc)) from exc
@@ -45,7 +45,7 @@ def _parser(config_file: Path | None) -> Parser:
         except ConfigError:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"warning: {exc}; using only its catalog keys", err=True)
-        return build_parser(catalog_only)
+        return Parser(catalog_only.catalog())
 
 
 @click.group()

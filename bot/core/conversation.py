@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bot.core.commands.registry import Answer, CommandRegistry, Request, Role
+from bot.core.services import Services
 from bot.state.protocols import CONTEXT_UNAVAILABLE, STATE_UNAVAILABLE, ContextStore, StoreUnavailable
 from intents import Context, Intent, Parse, Parser, remember
 
@@ -29,17 +28,11 @@ class Reply:
 
 
 class Conversation:
-    def __init__(
-        self,
-        parser: Parser,
-        store: ContextStore,
-        commands: CommandRegistry,
-        resources: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, parser: Parser, store: ContextStore, commands: CommandRegistry, services: Services) -> None:
         self.parser = parser
         self.store = store
         self.commands = commands
-        self.resources = {"commands": commands, **(resources or {})}
+        self.services = services
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _lock(self, user: str) -> asyncio.Lock:
@@ -67,7 +60,7 @@ class Conversation:
                 answer = Answer(f"Only operators can {parse.intent.value}. Ask an operator on your team.")
             else:
                 try:
-                    answer = await spec.handler(Request(parse, user, role, context, self.resources, text))
+                    answer = await spec.handler(Request(parse, user, role, context, self.services, text))
                 except StoreUnavailable:  # alert state, pending silences: say so, don't guess
                     answer, degraded = Answer(STATE_UNAVAILABLE), True
             try:

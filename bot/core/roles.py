@@ -1,22 +1,12 @@
-"""Assemble the bot's parts from settings; called by the CLI and (later) the app factory, never at import."""
+"""Who may do what: the allowlist's roles (viewers read, operators also silence, ack and take the pager)."""
 
 from __future__ import annotations
 
 from bot.core.commands.registry import Role
 from bot.settings import Settings
-from bot.state.memory.context import InMemoryContextStore
-from intents import Parser
 
 LOCAL_USER = "+15550000000"
 """The terminal's own number when the config has no users (embedded defaults)."""
-
-
-def build_parser(settings: Settings) -> Parser:
-    return Parser(settings.catalog())
-
-
-def build_store(settings: Settings) -> InMemoryContextStore:
-    return InMemoryContextStore(ttl_s=settings.context_ttl_s, max_users=settings.context_max_users)
 
 
 def role_of(settings: Settings, user: str) -> Role | None:

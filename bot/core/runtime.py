@@ -1,28 +1,29 @@
-"""The process-wide resources of a running bot, opened once and closed once.
+"""The process-wide parts of a running bot, opened once and closed once.
 
-One `httpx.AsyncClient` for every backend, the monitors built on it, the health cache and the
-conversation path. `operator chat` and (later) the web app's lifespan both use `open_runtime`,
-so nothing is created at import and nothing per request.
+One `httpx.AsyncClient` for every backend, the monitors built on it, the services handlers use and
+the conversation path. `operator chat` and the web app's lifespan both use `open_runtime`, so nothing
+is created at import and nothing per request; what the caller has already opened (the shared stores,
+the subscriptions' database) is handed in and used as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from bot.charts.renderer import ChartRenderer
 from bot.core.commands import default_registry
 from bot.core.conversation import Conversation
-from bot.core.roles import build_parser, build_store
+from bot.core.services import Services
+from bot.observability import Metrics
 from bot.settings import ConfigError, Settings
-from bot.state.memory.actions import Actions
-from bot.state.memory.alerts import AlertBook
+from bot.state.memory.context import InMemoryContextStore
 from bot.state.memory.subscriptions import InMemorySubscriptions
-from bot.state.protocols import ContextStore
+from bot.state.protocols import Stores, Subscriptions
+from bot.state.stores import local_stores
 from intents import Parser
 from monitors.http import new_client
 from monitors.registry import BuildContext, MonitorConfigError, MonitorRegistry, build_monitors
@@ -33,19 +34,38 @@ from monitors.resilience import HealthCache
 class Runtime:
     settings: Settings
     client: httpx.AsyncClient
-    monitors: MonitorRegistry
+    services: Services
     conversation: Conversation
+
+    @property
+    def monitors(self) -> MonitorRegistry:
+        return self.services.monitors
+
+
+def build_parser(settings: Settings) -> Parser:
+    return Parser(settings.catalog())
+
+
+def build_store(settings: Settings) -> InMemoryContextStore:
+    return InMemoryContextStore(ttl_s=settings.context_ttl_s, max_users=settings.context_max_users)
 
 
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
     parser: Parser | None = None,
+    *,
     client: httpx.AsyncClient | None = None,
-    extra: Mapping[str, Any] | None = None,
-    contexts: ContextStore | None = None,
+    stores: Stores | None = None,
+    subscriptions: Subscriptions | None = None,
+    metrics: Metrics | None = None,
+    media: bool = True,
 ) -> AsyncIterator[Runtime]:
-    """Everything a running bot shares; the client is closed on exit (unless it was given)."""
+    """Everything a running bot shares; the client is closed on exit (unless it was given).
+
+    Without `stores` the process keeps its state in memory (the terminal, tests); without
+    `subscriptions` choices last as long as the process. `media=False` sends charts as text.
+    """
     own_client = client is None
     http = client or new_client()
     renderer = ChartRenderer()
@@ -55,19 +75,23 @@ async def open_runtime(
             monitors = build_monitors(settings.monitors, context)
         except MonitorConfigError as exc:
             raise ConfigError(str(exc)) from exc
-        resources = {
-            "settings": settings,
-            "monitors": monitors,
-            "health_cache": HealthCache(settings.health_cache_ttl_s),
-            "alert_book": AlertBook(),
-            "actions": Actions(undo_window_s=settings.undo_window_s),
-            "subscriptions": InMemorySubscriptions(),
-            "charts": renderer,
-            **(extra or {}),
-        }
-        store = contexts if contexts is not None else build_store(settings)
-        conversation = Conversation(parser or build_parser(settings), store, default_registry(), resources)
-        yield Runtime(settings, http, monitors, conversation)
+        state = stores if stores is not None else local_stores(settings)
+        commands = default_registry()
+        services = Services(
+            settings=settings,
+            monitors=monitors,
+            commands=commands,
+            health_cache=HealthCache(settings.health_cache_ttl_s),
+            alerts=state.alerts,
+            actions=state.actions,
+            subscriptions=subscriptions if subscriptions is not None else InMemorySubscriptions(),
+            pages=state.pages,
+            media=state.media if media else None,
+            charts=renderer,
+            metrics=metrics,
+        )
+        conversation = Conversation(parser or build_parser(settings), state.contexts, commands, services)
+        yield Runtime(settings, http, services, conversation)
     finally:
         renderer.close()
         if own_client:

@@ -92,9 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         subscriptions = SqlSubscriptions(database.engine)
         stores = await open_stores(settings)
         try:
-            extra = {"pages": stores.pages, "metrics": metrics, "subscriptions": subscriptions,
-                     "alert_book": stores.alerts, "actions": stores.actions, "media": stores.media}  # fmt: skip
-            async with open_runtime(settings, extra=extra, contexts=stores.contexts) as runtime:
+            async with open_runtime(settings, stores=stores, subscriptions=subscriptions, metrics=metrics) as runtime:
                 sender = build_sender(settings, runtime.client)
                 webhook = Webhook(
                     settings=settings,
@@ -118,8 +116,8 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.database = database
                 app.state.stores = stores
                 rules = rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease)
-                recording = health_recording(database, runtime.monitors, runtime.conversation.resources[
-                    "health_cache"], stores.rules_lease, interval_s=settings.health_sample_s,
+                recording = health_recording(database, runtime.monitors, runtime.services.health_cache,
+                    stores.rules_lease, interval_s=settings.health_sample_s,
                     deadline_s=settings.status_deadline_s)  # fmt: skip
                 async with rules, recording:
                     # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
@@ -237,7 +235,7 @@ async def _readiness(request: Request) -> JSONResponse:
             checks["shared_store"] = "ok"
         except StoreUnavailable:
             checks["shared_store"] = "unavailable"
-    cache = runtime.conversation.resources["health_cache"]
+    cache = runtime.services.health_cache
     monitors = list(runtime.monitors)
     checked = await fan_out(monitors, cache, runtime.settings.status_deadline_s)
     for result in checked:

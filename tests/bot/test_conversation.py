@@ -9,11 +9,12 @@ import pytest
 from bot.core.commands import default_registry
 from bot.core.commands.registry import Answer, CommandRegistry, CommandSpec, DuplicateCommand, Request
 from bot.core.conversation import Conversation, Reply
-from bot.core.roles import LOCAL_USER, build_store, role_of
-from bot.core.runtime import open_runtime
+from bot.core.roles import LOCAL_USER, role_of
+from bot.core.runtime import build_store, open_runtime
 from bot.settings import Settings, load_settings
 from bot.state.protocols import CONTEXT_UNAVAILABLE, StoreUnavailable
 from intents import Context, Intent, Parser
+from tests.fakes import in_memory_services
 
 
 @pytest.fixture
@@ -32,8 +33,7 @@ class Talker:
     def __call__(self, user: str, *texts: str, role: str = "operator") -> list[Reply]:
         async def talk() -> list[Reply]:
             async with open_runtime(self.settings, self.parser) as runtime:
-                conversation = Conversation(self.parser, self.store, runtime.conversation.commands,
-                                            runtime.conversation.resources)  # fmt: skip
+                conversation = Conversation(self.parser, self.store, runtime.conversation.commands, runtime.services)
                 return [await conversation.reply(user, text, role) for text in texts]  # type: ignore[arg-type]
 
         return asyncio.run(talk())
@@ -103,7 +103,9 @@ def test_one_users_texts_are_handled_in_order(settings: Settings, parser: Parser
     for spec in default_registry():
         handler = slow_status if spec.intent in (Intent.STATUS, Intent.HELP) else spec.handler
         registry.register(CommandSpec(spec.intent, handler, spec.role, spec.usage))
-    conversation = Conversation(parser, build_store(settings), registry)
+    conversation = Conversation(
+        parser, build_store(settings), registry, in_memory_services(settings, commands=registry)
+    )
 
     async def both() -> None:
         await asyncio.gather(conversation.reply("+1", "status"), conversation.reply("+1", "help"))
@@ -159,8 +161,7 @@ def test_answers_without_memory_when_the_context_store_is_down(
 ) -> None:
     async def talk() -> Reply:
         async with open_runtime(settings, parser) as runtime:
-            conversation = Conversation(parser, DownStore(), runtime.conversation.commands,
-                                        runtime.conversation.resources)  # fmt: skip
+            conversation = Conversation(parser, DownStore(), runtime.conversation.commands, runtime.services)
             return await conversation.reply("+1", text, "operator")
 
     reply = asyncio.run(talk())

@@ -8,14 +8,14 @@ import pytest
 
 from bot.core.commands import default_registry
 from bot.core.conversation import Conversation
-from bot.core.roles import build_store
+from bot.core.runtime import build_store
 from bot.settings import Settings, load_settings
 from intents import Parser
 from monitors.base import Alert, AlertList, AlertQuery, Kind, LogQuery, MetricQuery
 from monitors.errors import BackendUnavailable
 from monitors.registry import MonitorRegistry
-from monitors.resilience import Guarded, HealthCache
-from tests.fakes import Scripted
+from monitors.resilience import Guarded
+from tests.fakes import Scripted, in_memory_services
 
 pytestmark = pytest.mark.anyio
 
@@ -25,8 +25,8 @@ def conversation(parser: Parser, *monitors: tuple[Scripted, str], deadline_s: fl
     registry = MonitorRegistry()
     for monitor, backend_type in monitors:
         registry.register(Guarded(monitor), backend_type)
-    resources = {"settings": settings, "monitors": registry, "health_cache": HealthCache()}
-    return Conversation(parser, build_store(settings), default_registry(), resources)
+    commands = default_registry()
+    return Conversation(parser, build_store(settings), commands, in_memory_services(settings, registry, commands))
 
 
 async def test_status_answers_by_the_deadline_naming_the_hung_backend(parser: Parser) -> None:
@@ -72,7 +72,7 @@ async def test_status_lists_what_is_firing(parser: Parser) -> None:
 async def test_a_cached_health_answer_says_how_old_it_is(parser: Parser) -> None:
     prometheus = Scripted("prometheus", display="Prometheus")
     talk = conversation(parser, (prometheus, "prometheus"))
-    cache: HealthCache = talk.resources["health_cache"]
+    cache = talk.services.health_cache
     cache._clock = lambda: 1000.0  # type: ignore[method-assign]
     await talk.reply("+1", "health prometheus", "viewer")
     cache._clock = lambda: 1008.0  # type: ignore[method-assign]

@@ -12,10 +12,7 @@ from dataclasses import dataclass, replace
 
 from bot.alerting.model import AlertEvent
 from bot.core.commands.registry import Answer, Request, command
-from bot.settings import Settings
-from bot.state.memory.actions import Actions
-from bot.state.memory.alerts import AlertBook
-from bot.state.protocols import Subscriptions, SubscriptionsUnavailable
+from bot.state.protocols import SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import seconds_of
 from monitors.alertmanager import Alertmanager
@@ -39,7 +36,7 @@ class Target:
 
 
 def _alertmanager(request: Request) -> Alertmanager | None:
-    for monitor in request.resources["monitors"].for_kind(Kind.ALERTS):
+    for monitor in request.services.monitors.for_kind(Kind.ALERTS):
         inner = getattr(monitor, "inner", monitor)
         if isinstance(inner, Alertmanager):
             return inner
@@ -57,7 +54,7 @@ async def _listed(request: Request) -> list[Alert]:
 
 async def resolve(request: Request, reference: str) -> Target | str:
     """The alert `reference` (a list number or a name) means, or a short reply saying why not."""
-    book: AlertBook = request.resources["alert_book"]
+    book = request.services.alerts
     if reference.isdigit():
         numbered = request.context.alerts
         position = int(reference)
@@ -88,7 +85,7 @@ def _target(event: AlertEvent) -> Target:
 
 
 def _name(request: Request) -> str:
-    settings: Settings = request.resources["settings"]
+    settings = request.services.settings
     user = settings.users.get(request.user)
     return user.name if user is not None and user.name else request.user[-4:].rjust(len(request.user), "*")
 
@@ -102,8 +99,8 @@ async def ack(request: Request) -> Answer:
         return Answer(describe(exc))
     if isinstance(target, str):
         return Answer(target)
-    book: AlertBook = request.resources["alert_book"]
-    actions: Actions = request.resources["actions"]
+    book = request.services.alerts
+    actions = request.services.actions
     who = _name(request)
     if await book.ack(target.fingerprint, who) is None:
         return Answer(f"{target.description} is not open here (already resolved?).")
@@ -123,7 +120,7 @@ async def silence(request: Request) -> Answer:
     if isinstance(target, str):
         return Answer(target)
     duration = seconds_of(request.parse.slots, "duration_s") or 3600
-    actions: Actions = request.resources["actions"]
+    actions = request.services.actions
     comment = " ".join(request.text.split())[:200] or request.parse.command
     proposal = await actions.propose(request.user, target.fingerprint, target.description, duration, comment)
     question = f"Silence {target.description} for {format_duration(duration)}? Reply Y {proposal.code}"
@@ -133,7 +130,7 @@ async def silence(request: Request) -> Answer:
 @command("confirm", usage="y <code>")
 async def confirm(request: Request) -> Answer:
     """Confirms a silence the bot asked about: reply "Y 4821" with the code it sent."""
-    actions: Actions = request.resources["actions"]
+    actions = request.services.actions
     code = request.parse.slots.get("code")
     proposal = await actions.accept(request.user, str(code) if code else None)
     if proposal is None:
@@ -145,7 +142,7 @@ async def confirm(request: Request) -> Answer:
     manager = _alertmanager(request)
     if manager is None:
         return Answer("No alertmanager is configured, so nothing can be silenced.")
-    book: AlertBook = request.resources["alert_book"]
+    book = request.services.alerts
     known = await book.get(proposal.fingerprint)
     labels = dict(known.event.labels) if known else {}
     if not labels:
@@ -165,12 +162,12 @@ async def confirm(request: Request) -> Answer:
 @command("undo", role="operator", usage="undo")
 async def undo(request: Request) -> Answer:
     """Reverses your last silence or ack within a few minutes."""
-    actions: Actions = request.resources["actions"]
+    actions = request.services.actions
     done = await actions.undoable(request.user)
     if done is None:
         return Answer("Nothing to undo (undo works for 5 minutes after a silence or ack).")
     if done.kind == "ack":
-        book: AlertBook = request.resources["alert_book"]
+        book = request.services.alerts
         await book.unack(done.fingerprint)
         return Answer(f"Ack of {done.description} undone.")
     manager = _alertmanager(request)
@@ -213,7 +210,7 @@ async def unsubscribe(request: Request) -> Answer:
 
 
 async def _subscription(request: Request, subscribed: bool, reply: str) -> Answer:
-    store: Subscriptions = request.resources["subscriptions"]
+    store = request.services.subscriptions
     try:
         await store.set(request.user, subscribed)
     except SubscriptionsUnavailable:

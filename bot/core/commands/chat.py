@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from bot.core.commands.registry import Answer, Request, command
-from bot.state.memory.alerts import AlertBook
-from bot.state.protocols import PageStore, StoreUnavailable
+from bot.state.protocols import StoreUnavailable
 from monitors.formatting import safe
 
 
 @command("more", usage="more")
 async def more(request: Request) -> Answer:
     """The next page of a long answer."""
-    pages: PageStore | None = request.resources.get("pages")
+    pages = request.services.pages
     try:
         following = await pages.next(request.user) if pages is not None else None
     except StoreUnavailable:
@@ -47,7 +46,7 @@ async def _alert_choices(request: Request) -> str | None:
     words = request.text.lower().split()
     if not words or words[0] not in _ALERT_VERBS or not request.context.alerts:
         return None
-    book: AlertBook | None = request.resources.get("alert_book")
+    book = request.services.alerts
     lines = []
     for number, fingerprint in enumerate(request.context.alerts[:8], 1):
         known = await book.get(fingerprint) if book is not None else None

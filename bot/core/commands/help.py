@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core.commands.registry import Answer, CommandRegistry, Request, command
+from bot.core.commands.registry import Answer, Request, command
 from intents.models import Intent
 
 OVERVIEW = (
@@ -16,7 +16,7 @@ OVERVIEW = (
 async def help_(request: Request) -> Answer:
     """Lists the commands; "help logs" explains one."""
     topic = request.parse.slots.get("topic")
-    registry: CommandRegistry = request.resources["commands"]
+    registry = request.services.commands
     spec = registry.get(Intent(str(topic))) if topic else None
     if spec is None:
         return Answer(OVERVIEW)

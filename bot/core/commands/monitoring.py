@@ -11,12 +11,10 @@ import time
 from dataclasses import replace
 
 from bot.charts.media import media_url
-from bot.charts.renderer import ChartRenderer
 from bot.charts.scales import title_for
 from bot.charts.text import chart_text
 from bot.core.commands.registry import Answer, Request, command
-from bot.settings import Settings
-from bot.state.protocols import MediaStore, StoreUnavailable
+from bot.state.protocols import StoreUnavailable
 from intents.models import seconds_of, terms_of
 from monitors.base import (
     AlertList,
@@ -33,7 +31,7 @@ from monitors.base import (
 from monitors.errors import BackendError, NotConfigured, describe
 from monitors.formatting import duration
 from monitors.registry import MonitorRegistry
-from monitors.resilience import Checked, HealthCache, fan_out
+from monitors.resilience import Checked, fan_out
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ WHAT = {Kind.METRICS: "metrics backend", Kind.LOGS: "logs backend", Kind.DB: "da
 
 
 def _monitors(request: Request) -> MonitorRegistry:
-    registry: MonitorRegistry = request.resources["monitors"]
+    registry = request.services.monitors
     return registry
 
 
@@ -64,7 +62,7 @@ async def ask(request: Request, kind: Kind, query: Query) -> tuple[Monitor | Non
     try:
         result = await monitor.query(query)
     except BackendError as exc:
-        metrics = request.resources.get("metrics")
+        metrics = request.services.metrics
         if metrics is not None:
             metrics.backend_errors.labels(monitor.name).inc()
         return monitor, None, describe(exc)
@@ -82,8 +80,8 @@ def _health_line(checked: Checked) -> str:
 
 
 async def _check(request: Request, monitors: list[Monitor]) -> list[Checked]:
-    settings: Settings = request.resources["settings"]
-    cache: HealthCache = request.resources["health_cache"]
+    settings = request.services.settings
+    cache = request.services.health_cache
     return await fan_out(monitors, cache, settings.status_deadline_s)
 
 
@@ -131,7 +129,7 @@ async def health(request: Request) -> Answer:
 
 def _metric_query(request: Request, default_range: int | None = None) -> MetricQuery:
     slots = request.parse.slots
-    settings: Settings = request.resources["settings"]
+    settings = request.services.settings
     metric = str(slots["metric"])
     service = slots.get("service")
     return MetricQuery(
@@ -166,9 +164,9 @@ async def graph(request: Request) -> Answer:
 async def _chart_url(request: Request, result: MetricResult, title: str) -> str | None:
     """The chart rendered and stored for Twilio to fetch, or None to send it as text: MMS off, no public
     URL (Twilio could not fetch it), no store (the terminal chat), or the store or renderer failing."""
-    settings: Settings = request.resources["settings"]
-    store: MediaStore | None = request.resources.get("media")
-    renderer: ChartRenderer | None = request.resources.get("charts")
+    settings = request.services.settings
+    store = request.services.media
+    renderer = request.services.charts
     if not (settings.mms and settings.public_url and store is not None and renderer is not None):
         return None
     try:

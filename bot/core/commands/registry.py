@@ -8,11 +8,12 @@ one intent are an error at start-up, not a silent override.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Literal
 
+from bot.core.services import Services
 from intents.models import Context, Intent, Parse
 
 Role = Literal["viewer", "operator"]
@@ -20,15 +21,15 @@ Role = Literal["viewer", "operator"]
 
 @dataclass(frozen=True)
 class Request:
-    """What a handler gets: the parsed command, who sent it, and the bot's shared resources."""
+    """What a handler gets: the parsed command, who sent it, and the bot's services."""
 
     parse: Parse
     user: str
     role: Role
     context: Context
     """The user's context after this parse (handlers may return a changed one)."""
-    resources: Mapping[str, Any] = field(default_factory=dict)
-    """Shared resources by name (settings, monitors …), set up once by the app factory."""
+    services: Services
+    """What handlers may use (settings, monitors, stores …), built once per process."""
     text: str = ""
     """The text as the user sent it (a silence keeps it as its comment)."""
 
