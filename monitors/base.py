@@ -166,3 +166,24 @@ class Monitor(Protocol):
     async def query(self, request: Query) -> Result: ...
 
     def format(self, result: Result) -> str: ...
+
+
+@runtime_checkable
+class AlertWriter(Protocol):
+    """The writes of a backend that can silence alerts (Alertmanager, Grafana's Alertmanager API).
+
+    Beside `Monitor`'s reads, not inside it: most backends only answer questions. Callers reach it
+    through `MonitorRegistry.alert_writer()`, which hands out the guarded monitor, so a silence gets
+    the same deadline, circuit breaker and error lines as every read. (An ack is Operator's own
+    state: neither Alertmanager nor Grafana has an acknowledgement to write.)
+    """
+
+    display: str
+
+    async def create_silence(self, alert: Alert, duration_s: int, created_by: str, comment: str) -> str:
+        """Silences exactly this alert (all its labels must match) from now; the silence's id."""
+        ...
+
+    async def expire_silence(self, silence_id: str) -> None:
+        """Ends a silence now; ending one that already ended is not an error."""
+        ...

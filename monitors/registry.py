@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from monitors.base import Kind, Monitor
+from monitors.base import AlertWriter, Kind, Monitor
 from monitors.resilience import CircuitBreaker, Guarded
 
 ADAPTERS: dict[str, str] = {
@@ -93,6 +93,16 @@ class MonitorRegistry:
         order = PRIORITY.get(kind, ())
         able = [m for m in self._monitors.values() if kind in m.kinds]
         return sorted(able, key=lambda m: order.index(self._types[m.name]) if self._types[m.name] in order else 99)
+
+    def alert_writer(self) -> AlertWriter | None:
+        """The preferred alerting backend that can silence, as registered (behind its deadline and breaker)."""
+        for monitor in self.for_kind(Kind.ALERTS):
+            if isinstance(monitor, Guarded):
+                if monitor.writes_alerts:
+                    return monitor
+            elif isinstance(monitor, AlertWriter):
+                return monitor
+        return None
 
     def for_system(self, system: str) -> list[Monitor]:
         """Monitors a `health <system>` asks: by fixed system, by type ("kong") or by name."""

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from monitors.base import Health, Kind, Monitor, Query, Result
-from monitors.errors import BackendError, BackendQueryError, BackendTimeout, BackendUnavailable
+from monitors.base import Alert, AlertWriter, Health, Kind, Monitor, Query, Result
+from monitors.errors import BackendError, BackendQueryError, BackendTimeout, BackendUnavailable, NotConfigured
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -80,6 +80,24 @@ class Guarded:
 
     def format(self, result: Result) -> str:
         return self.inner.format(result)
+
+    @property
+    def writes_alerts(self) -> bool:
+        """Whether the backend behind this one can silence alerts (then this is an `AlertWriter` too)."""
+        return isinstance(self.inner, AlertWriter)
+
+    async def create_silence(self, alert: Alert, duration_s: int, created_by: str, comment: str) -> str:
+        writer = self._writer()
+        return await self._call(lambda: writer.create_silence(alert, duration_s, created_by, comment))
+
+    async def expire_silence(self, silence_id: str) -> None:
+        writer = self._writer()
+        await self._call(lambda: writer.expire_silence(silence_id))
+
+    def _writer(self) -> AlertWriter:
+        if not isinstance(self.inner, AlertWriter):
+            raise NotConfigured(f"{self.display} silences", "it only answers questions")
+        return self.inner
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allow():

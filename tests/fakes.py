@@ -16,6 +16,7 @@ from bot.sms.privacy import mask_number
 from bot.state.memory.subscriptions import InMemorySubscriptions
 from bot.state.stores import local_stores
 from monitors.base import (
+    Alert,
     AlertList,
     AlertQuery,
     Health,
@@ -73,6 +74,24 @@ class Scripted:
 
     def format(self, result: Result) -> str:
         return f"{self.display} says {type(result).__name__}"
+
+
+@dataclass
+class ScriptedWriter(Scripted):
+    """An alerting monitor that can also silence (an `AlertWriter`), slow or failing as scripted."""
+
+    kinds: frozenset[Kind] = frozenset({Kind.ALERTS})
+    silences: list[tuple[str, int]] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+    async def create_silence(self, alert: Alert, duration_s: int, created_by: str, comment: str) -> str:
+        await self.health()
+        self.silences.append((alert.name, duration_s))
+        return f"silence-{len(self.silences)}"
+
+    async def expire_silence(self, silence_id: str) -> None:
+        await self.health()
+        self.expired.append(silence_id)
 
 
 @dataclass

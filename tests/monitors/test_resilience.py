@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from monitors.base import MetricQuery
+from monitors.base import Alert, AlertWriter, Kind, MetricQuery
 from monitors.errors import BackendQueryError, BackendTimeout, BackendUnavailable
+from monitors.registry import MonitorRegistry
 from monitors.resilience import CircuitBreaker, Guarded, HealthCache, fan_out
-from tests.fakes import Scripted
+from tests.fakes import Scripted, ScriptedWriter
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +96,43 @@ async def test_fan_out_takes_as_long_as_the_slowest_not_the_sum() -> None:
     checked = await fan_out(monitors, HealthCache(), deadline_s=5)
     assert time.monotonic() - started < 0.3
     assert all(c.health is not None for c in checked)
+
+
+async def test_silences_get_the_deadline_and_the_breaker_of_reads() -> None:
+    """A write goes through the same guard as a read: a hung backend times out by its deadline, and
+    repeated failures pause reads and writes alike."""
+    hung = ScriptedWriter("alertmanager", display="Alertmanager", delay_s=5, timeout_s=0.05)
+    registry = MonitorRegistry()
+    registry.register(Guarded(hung, CircuitBreaker(threshold=2), grace_s=0.01), "alertmanager")
+    writer = registry.alert_writer()
+    assert writer is not None and isinstance(writer, AlertWriter)
+    alert = Alert("HighCPU", {"alertname": "HighCPU", "instance": "a"}, "firing")
+    started = time.monotonic()
+    with pytest.raises(BackendTimeout, match="Alertmanager"):
+        await writer.create_silence(alert, 3600, "alice", "silence HighCPU 1h")
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(BackendTimeout):
+        await writer.expire_silence("0d4f9c3e-0000-4000-8000-000000000000")
+    with pytest.raises(BackendUnavailable, match="paused"):
+        await writer.create_silence(alert, 3600, "alice", "again")
+    assert hung.silences == []  # the paused call never reached the backend
+
+
+async def test_a_working_writer_answers_through_the_guard() -> None:
+    backend = ScriptedWriter("alertmanager")
+    registry = MonitorRegistry()
+    registry.register(Guarded(backend), "alertmanager")
+    writer = registry.alert_writer()
+    assert writer is not None
+    assert (
+        await writer.create_silence(Alert("DiskFull", {"alertname": "DiskFull"}, "firing"), 600, "bob", "x")
+        == "silence-1"
+    )
+    await writer.expire_silence("silence-1")
+    assert backend.silences == [("DiskFull", 600)] and backend.expired == ["silence-1"]
+
+
+def test_a_read_only_alerting_backend_is_no_alert_writer() -> None:
+    registry = MonitorRegistry()
+    registry.register(Guarded(Scripted("datadog", kinds=frozenset({Kind.ALERTS}))), "datadog")
+    assert registry.alert_writer() is None

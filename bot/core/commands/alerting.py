@@ -15,8 +15,7 @@ from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import seconds_of
-from monitors.alertmanager import Alertmanager
-from monitors.base import Alert, AlertList, AlertQuery, Kind
+from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
 from monitors.errors import BackendError, describe
 from monitors.formatting import safe
 
@@ -35,20 +34,16 @@ class Target:
         return safe(f"{self.name}{{{shown}}}" if shown else self.name, 80)
 
 
-def _alertmanager(request: Request) -> Alertmanager | None:
-    for monitor in request.services.monitors.for_kind(Kind.ALERTS):
-        inner = getattr(monitor, "inner", monitor)
-        if isinstance(inner, Alertmanager):
-            return inner
-    return None
+def _writer(request: Request) -> AlertWriter | None:
+    return request.services.monitors.alert_writer()
 
 
 async def _listed(request: Request) -> list[Alert]:
-    """Every open alert Alertmanager knows (for targets the bot has not been notified about)."""
-    manager = _alertmanager(request)
-    if manager is None:
+    """Every open alert the alerting backend knows (for targets the bot has not been notified about)."""
+    backends = request.services.monitors.for_kind(Kind.ALERTS)
+    if not backends:
         return []
-    result = await manager.query(AlertQuery("all"))
+    result = await backends[0].query(AlertQuery("all"))
     return list(result.alerts) if isinstance(result, AlertList) else []
 
 
@@ -111,7 +106,7 @@ async def ack(request: Request) -> Answer:
 @command("silence", role="operator", usage="silence <number|alert> <duration>")
 async def silence(request: Request) -> Answer:
     """Mutes an alert for a while, after you confirm with the code sent back: "silence HighCPU 2h"."""
-    if _alertmanager(request) is None:
+    if _writer(request) is None:
         return Answer("No alertmanager is configured, so nothing can be silenced.")
     try:
         target = await resolve(request, str(request.parse.slots["alert"]))
@@ -139,8 +134,8 @@ async def confirm(request: Request) -> Answer:
                       else "Nothing is waiting for confirmation.")  # fmt: skip
     if request.role != "operator":
         return Answer("Only operators can silence alerts.")
-    manager = _alertmanager(request)
-    if manager is None:
+    writer = _writer(request)
+    if writer is None:
         return Answer("No alertmanager is configured, so nothing can be silenced.")
     book = request.services.alerts
     known = await book.get(proposal.fingerprint)
@@ -151,7 +146,7 @@ async def confirm(request: Request) -> Answer:
         return Answer(f"{proposal.description} is no longer open; nothing silenced.")
     alert = Alert(labels.get("alertname", proposal.description), labels, "firing", fingerprint=proposal.fingerprint)
     try:
-        silence_id = await manager.create_silence(alert, proposal.duration_s, _name(request), proposal.text)
+        silence_id = await writer.create_silence(alert, proposal.duration_s, _name(request), proposal.text)
     except BackendError as exc:
         return Answer(describe(exc))
     await actions.done(request.user, "silence", proposal.fingerprint, proposal.description, silence_id)
@@ -170,11 +165,11 @@ async def undo(request: Request) -> Answer:
         book = request.services.alerts
         await book.unack(done.fingerprint)
         return Answer(f"Ack of {done.description} undone.")
-    manager = _alertmanager(request)
-    if manager is None or done.silence_id is None:
+    writer = _writer(request)
+    if writer is None or done.silence_id is None:
         return Answer("No alertmanager is configured, so the silence cannot be lifted.")
     try:
-        await manager.expire_silence(done.silence_id)
+        await writer.expire_silence(done.silence_id)
     except BackendError as exc:
         await actions.keep(request.user, done)  # still undoable: the user may retry
         return Answer(describe(exc))
@@ -184,12 +179,12 @@ async def undo(request: Request) -> Answer:
 @command("unsilence", role="operator", usage="unsilence <silence id>")
 async def unsilence(request: Request) -> Answer:
     """Ends a silence by its id (as the silence confirmation gave it)."""
-    manager = _alertmanager(request)
-    if manager is None:
+    writer = _writer(request)
+    if writer is None:
         return Answer("No alertmanager is configured.")
     silence_id = str(request.parse.slots["id"])
     try:
-        await manager.expire_silence(silence_id)
+        await writer.expire_silence(silence_id)
     except BackendError as exc:
         return Answer(describe(exc))
     return Answer(f"Silence {silence_id[:8]} ended.")
