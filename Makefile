@@ -5,12 +5,13 @@
 #   make test   install everything (Python packages and the Debian servers the integration tests
 #               run: Prometheus, Alertmanager, PostgreSQL, pgBouncer, Redis; Chromium for the
 #               dashboard) and run every test
+# For the edit-test loop: make unit (the tests that start no server, on both cores).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install servers run test lint bench clean
+.PHONY: install servers run test unit lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ servers:
 
 test: lint servers
 	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest -m "not servers" -n 2 -q
 
 bench: install
 	$(BIN)/python -m bench.intents

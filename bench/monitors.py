@@ -18,7 +18,8 @@ from bot.settings import DEFAULT_METRICS
 from monitors.base import LogLine, LogQuery, LogResult, MetricQuery, MetricResult, Series
 from monitors.http import new_client
 from monitors.logs_format import format_logs
-from monitors.prometheus import Prometheus, PrometheusConfig, format_metric
+from monitors.metric_text import format_metric
+from monitors.prometheus import Prometheus, PrometheusConfig
 from monitors.resilience import Guarded, HealthCache, fan_out
 
 HUNG = -1.0

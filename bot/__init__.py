@@ -1,1 +1,4 @@
-"""Operator's service side: settings, conversation context, command handlers, the CLI."""
+"""Operator's service side, in rooms: web/, sms/, core/, state/, db/, alerting/, charts/, dashboard/, cli/.
+
+ARCHITECTURE.md walks through them.
+"""

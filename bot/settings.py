@@ -8,7 +8,9 @@ only from the environment: a config file that holds one is refused rather than s
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +57,32 @@ def _default_monitors() -> dict[str, dict[str, Any]]:
     return {"host": {}}
 
 
+_CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def parse_quiet_hours(text: str) -> tuple[time_of_day, time_of_day]:
+    """ "22:00-07:00" as (22:00, 07:00): from the start, up to (not including) the end, over midnight when
+    the end is earlier. Raises ValueError naming the problem: the shape, a time that is not on the clock,
+    or an empty span."""
+    parts = text.split("-")
+    if len(parts) != 2:
+        raise ValueError(f"quiet hours {text!r}: expected HH:MM-HH:MM, e.g. 22:00-07:00")
+    start, end = (_clock_time(part, text) for part in parts)
+    if start == end:
+        raise ValueError(f"quiet hours {text!r}: start and end are the same; leave quiet hours out instead")
+    return start, end
+
+
+def _clock_time(part: str, whole: str) -> time_of_day:
+    match = _CLOCK_TIME.fullmatch(part.strip())
+    if not match:
+        raise ValueError(f"quiet hours {whole!r}: {part.strip()!r} is not HH:MM")
+    hour, minute = int(match[1]), int(match[2])
+    if hour > 23 or minute > 59:
+        raise ValueError(f"quiet hours {whole!r}: {part.strip()} is not a time of day (00:00 to 23:59)")
+    return time_of_day(hour, minute)
+
+
 class MetricSpec(BaseModel):
     """A metric alias given as a mapping: its PromQL template and extra words people use for it."""
 
@@ -77,8 +105,6 @@ class User(BaseModel):
     @classmethod
     def _valid_quiet_hours(cls, value: str | None) -> str | None:
         if value:
-            from bot.alerting.recipients import parse_quiet_hours
-
             parse_quiet_hours(value)
         return value
 
@@ -207,6 +233,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)  # load_settings() gathers file, .env and environment itself
+
+    @property
+    def rules_lock_path(self) -> Path:
+        """The file whose lock makes one process of this machine the rules evaluator (without Redis):
+        beside the SQLite history, hidden, and ignored by git like the history itself."""
+        return self.history_path.expanduser().resolve().parent / ".operator-rules.lock"
 
     def metric_templates(self) -> dict[str, str]:
         """Metric alias -> PromQL template, whichever form the config used."""

@@ -36,7 +36,7 @@ from monitors.base import (
 from monitors.errors import BackendAuthError, BackendError, BackendQueryError, BadBackendResponse
 from monitors.formatting import safe
 from monitors.logs_format import SCANNED_CHARS, format_logs, tidy
-from monitors.prometheus import format_metric
+from monitors.metric_text import format_metric
 from monitors.registry import BuildContext
 
 INSTANT_WINDOW_S = 900

@@ -35,7 +35,7 @@ from monitors.errors import BackendQueryError, BadBackendResponse, CredentialsMi
 from monitors.formatting import safe
 from monitors.http import HttpBackend, dig
 from monitors.logs_format import SCANNED_CHARS, format_logs, tidy
-from monitors.prometheus import UNITS, format_metric
+from monitors.metric_text import UNITS, format_metric
 from monitors.registry import BuildContext
 
 DEFAULT_QUERIES: dict[str, str] = {

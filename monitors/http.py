@@ -7,7 +7,7 @@ handled the same way everywhere, and the client's URL never leaks into an error 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -94,17 +94,10 @@ class HttpBackend:
         return parse_json(self.display, raw)
 
     async def _read(self, response: httpx.Response) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
+        body = await read_bounded(response.aiter_bytes(), self.max_body, response.headers.get("content-length"))
+        if body is None:
             raise BadBackendResponse(self.display, "answer too large")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_body:
-                raise BadBackendResponse(self.display, "answer too large")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return body
 
     def _status_error(self, status: int, body: bytes) -> BackendError:
         if status in (401, 403):
@@ -147,3 +140,23 @@ def dig(display: str, data: Any, *path: str | int, kind: type | tuple[type, ...]
     if kind is not None and not isinstance(current, kind):
         raise BadBackendResponse(display, f"unexpected {type(current).__name__} in answer")
     return current
+
+
+async def read_bounded(chunks: AsyncIterable[bytes], limit: int, declared: str | None = None) -> bytes | None:
+    """All of a body, or None as soon as it is known to be over `limit` bytes: by its declared length
+    (a Content-Length that is too large or not a number), or as it arrives. Nothing past the limit is
+    kept, so a 100 MB answer (or request) costs `limit` bytes of memory, not 100 MB.
+
+    One reader for every body Operator takes from outside: backends' answers here, and the web
+    app's webhooks and forms (`bot.web.body`).
+    """
+    if declared is not None and declared.strip() and (not declared.strip().isdigit() or int(declared) > limit):
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)

@@ -15,21 +15,15 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from intents.durations import format_duration
 from monitors.base import Health, Kind, MetricQuery, MetricResult, Query, Result, Sample, Series
 from monitors.errors import BackendQueryError, BadBackendResponse
-from monitors.formatting import human, safe, trend
 from monitors.http import HttpBackend, dig, parse_json
+from monitors.metric_text import UNITS, format_metric
 from monitors.registry import BuildContext
-
-UNITS = {"cpu": "%", "memory": "bytes", "disk": "%", "latency": "s", "error_rate": "%", "requests": "/s", "up": ""}
-"""How the built-in aliases' values read; other aliases print as plain numbers."""
 
 _SERVICE_MATCHER = re.compile(r'(\w+)\s*=\s*"\{service\}"')
 MAX_POINTS = 120
 """Points per series in a range answer: enough for min/max/trend, far below Prometheus's 11,000."""
-MAX_SHOWN = 3
-"""Series named in one SMS; the rest are counted."""
 
 
 class PrometheusConfig(BaseModel):
@@ -132,60 +126,6 @@ class Prometheus:
     def format(self, result: Result) -> str:
         assert isinstance(result, MetricResult)
         return format_metric(result)
-
-
-def format_metric(result: MetricResult) -> str:
-    """ "checkout cpu: 42.1%" or "checkout cpu 1h: now 42%, min 10%, max 80%, avg 35%, rising"."""
-    query = result.query
-    scope = safe(query.service, 40) if query.service else ("" if query.raw else "all services")
-    subject = f"{scope} {_metric_name(query)}".strip()
-    if query.range_s:
-        if not result.series:
-            return f"{subject}: no data in that range"
-        lines = [_series_line(s, result.unit, query.metric) for s in _ranked(result.series)[:MAX_SHOWN]]
-        more = len(result.series) - MAX_SHOWN
-        head = f"{subject} {format_duration(query.range_s)}:"
-        return " ".join([head, "; ".join(lines)] + ([f"(+{more} more)"] if more > 0 else []))
-    if not result.samples:
-        return f"{subject}: no data"
-    samples = sorted(result.samples, key=lambda s: -s.value if math.isfinite(s.value) else 0)
-    if len(samples) == 1:
-        return f"{subject}: {_value(samples[0].value, result.unit, query.metric)}"
-    shown = ", ".join(f"{_name(s.labels)} {_value(s.value, result.unit, query.metric)}" for s in samples[:MAX_SHOWN])
-    more = len(samples) - MAX_SHOWN
-    return f"{subject}: {shown}" + (f" (+{more} more)" if more > 0 else "")
-
-
-def _series_line(series: Series, unit: str, metric: str) -> str:
-    values = [v for _, v in series.points if math.isfinite(v)]
-    name = _name(series.labels)
-    prefix = f"{name} " if name else ""
-    if not values:
-        return f"{prefix}no data"
-    figures = {"now": values[-1], "min": min(values), "max": max(values), "avg": sum(values) / len(values)}
-    parts = [f"{name} {_value(value, unit, metric)}" for name, value in figures.items()]
-    return prefix + ", ".join([*parts, trend(values)])
-
-
-def _value(value: float, unit: str, metric: str) -> str:
-    if metric == "up" and value in (0.0, 1.0):
-        return "up" if value == 1.0 else "DOWN"
-    return human(value, unit)
-
-
-def _ranked(series: tuple[Series, ...]) -> list[Series]:
-    return sorted(series, key=lambda s: -(s.points[-1][1] if s.points and math.isfinite(s.points[-1][1]) else 0))
-
-
-def _metric_name(query: MetricQuery) -> str:
-    return "query" if query.raw else query.metric.replace("_", " ")
-
-
-def _name(labels: Mapping[str, str]) -> str:
-    for key in ("service", "instance", "job", "pod", "host"):
-        if key in labels:
-            return safe(labels[key], 30)
-    return safe(",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__"), 40)
 
 
 def _labels(raw: Mapping[str, Any]) -> dict[str, str]:

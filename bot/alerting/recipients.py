@@ -28,7 +28,6 @@ is still in the history and behind the "alerts" command. Per notification and re
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,11 +36,11 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.alerting.model import Notification, Severity
+from bot.settings import parse_quiet_hours
 
 Decision = Literal["send", "summary", "hold"]
 Clock = Callable[[], float]
 
-_CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})")
 _SEVERITY_WORDS = {severity.name.lower(): severity for severity in Severity}
 
 
@@ -124,29 +123,6 @@ def rules_from_users(users: Mapping[str, UserConfig]) -> dict[str, RecipientRule
         )
         for number, user in users.items()
     }
-
-
-def parse_quiet_hours(text: str) -> tuple[time_of_day, time_of_day]:
-    """ "22:00-07:00" as (22:00, 07:00): from the start, up to (not including) the end, over midnight when
-    the end is earlier. Raises ValueError naming the problem: the shape, a time that is not on the clock,
-    or an empty span."""
-    parts = text.split("-")
-    if len(parts) != 2:
-        raise ValueError(f"quiet hours {text!r}: expected HH:MM-HH:MM, e.g. 22:00-07:00")
-    start, end = (_clock_time(part, text) for part in parts)
-    if start == end:
-        raise ValueError(f"quiet hours {text!r}: start and end are the same; leave quiet hours out instead")
-    return start, end
-
-
-def _clock_time(part: str, whole: str) -> time_of_day:
-    match = _CLOCK_TIME.fullmatch(part.strip())
-    if not match:
-        raise ValueError(f"quiet hours {whole!r}: {part.strip()!r} is not HH:MM")
-    hour, minute = int(match[1]), int(match[2])
-    if hour > 23 or minute > 59:
-        raise ValueError(f"quiet hours {whole!r}: {part.strip()} is not a time of day (00:00 to 23:59)")
-    return time_of_day(hour, minute)
 
 
 def in_quiet_hours(rule: RecipientRule, now: datetime) -> bool:

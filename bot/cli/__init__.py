@@ -1,5 +1,1 @@
-"""The `operator` command: its groups and commands are in `bot.cli.main`, each importing what it runs."""
-
-from bot.cli.main import main
-
-__all__ = ["main"]
+"""The `operator` command (`bot.cli.main`); each command imports what it runs when it runs."""

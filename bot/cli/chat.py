@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import IO
 
-from bot.core.conversation import Conversation
+from bot.core.conversation import SOMETHING_WENT_WRONG, Conversation
 from bot.core.roles import role_of
 from bot.core.runtime import open_runtime
 from bot.settings import Settings
@@ -43,7 +43,7 @@ async def chat(
                 reply = await replies.finish(user, await conversation.reply(user, text, role))
             except Exception as exc:  # the outermost loop: one bad text must not end the session
                 log.error("reply failed: %s", type(exc).__name__)  # no traceback: it may quote the text
-                reply = "Sorry, something went wrong on my side. Try again."
+                reply = SOMETHING_WENT_WRONG
         print(reply, file=stdout)
         if not interactive:
             print(SEPARATOR, file=stdout)

@@ -16,6 +16,9 @@ from bot.core.services import Services
 from bot.state.protocols import CONTEXT_UNAVAILABLE, STATE_UNAVAILABLE, ContextStore, StoreUnavailable
 from intents import Context, Intent, Parse, Parser, remember
 
+SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Try again."
+"""The answer when a text could not be handled at all (the outermost frame caught it and logged its kind)."""
+
 
 @dataclass(frozen=True)
 class Reply:

@@ -42,6 +42,7 @@ from bot.dashboard.auth import (
 from bot.dashboard.queries import DashboardQueries, MessagePage, Overview
 from bot.db.database import DatabaseUnavailable
 from bot.settings import Settings
+from bot.web.body import bounded_body
 
 log = logging.getLogger(__name__)
 
@@ -269,11 +270,9 @@ class Dashboard:
 
 async def _form(request: Request) -> dict[str, str] | None:
     """A small urlencoded form (first value of each field), or None: too big, not text, not a form."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    body = await bounded_body(request, MAX_FORM_BYTES)
+    if body is None:
+        return None
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):

@@ -32,7 +32,7 @@ def local_stores(settings: Settings) -> Stores:
         budget=LocalBudget(SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)),
         alerts=AlertBook(),
         actions=Actions(undo_window_s=settings.undo_window_s),
-        rules_lease=FileLease(settings.history_path.expanduser().resolve().parent / ".operator-rules.lock"),
+        rules_lease=FileLease(settings.rules_lock_path),
         media=InMemoryMediaStore(settings.media_ttl_s),
     )
 

@@ -8,7 +8,6 @@ makes Alertmanager time out and retry.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import logging
@@ -21,6 +20,8 @@ from bot.alerting.model import Notification
 from bot.alerting.notifier import Notifier
 from bot.alerting.sources import MAX_BODY_BYTES, BadPayload, parse_alertmanager, parse_datadog
 from bot.settings import Settings
+from bot.web.background import Background
+from bot.web.body import bounded_body
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _same(given: str, expected: str) -> bool:
 class AlertWebhooks:
     settings: Settings
     notifier: Notifier
-    background: set[asyncio.Task[None]] = field(default_factory=set)
+    background: Background = field(default_factory=Background)
 
     def _token(self) -> str | None:
         token = self.settings.webhook_token
@@ -71,7 +72,7 @@ class AlertWebhooks:
         if not allowed:
             log.warning("refused a %s webhook without the right token", source)
             return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        body = await _bounded(request)
+        body = await bounded_body(request, MAX_BODY_BYTES)
         if body is None:
             return Response(status_code=413)
         try:
@@ -79,9 +80,7 @@ class AlertWebhooks:
         except BadPayload as exc:
             log.warning("refused a %s webhook: %s", source, exc)
             return Response(f"bad payload: {exc}", status_code=400, media_type="text/plain")
-        task = asyncio.ensure_future(self._deliver(notification))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        self.background.spawn(self._deliver(notification))
         return Response(status_code=202)
 
     async def _deliver(self, notification: Notification) -> None:
@@ -91,19 +90,4 @@ class AlertWebhooks:
             log.error("alert delivery failed: %s", type(exc).__name__)
 
     async def drain(self) -> None:
-        if self.background:
-            await asyncio.gather(*self.background, return_exceptions=True)
-
-
-async def _bounded(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        await self.background.drain()

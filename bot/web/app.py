@@ -24,7 +24,7 @@ from bot.alerting.notifier import Notifier
 from bot.alerting.rules.loop import rules_running
 from bot.charts.media import valid_token
 from bot.core.runtime import open_runtime
-from bot.dashboard import dashboard_router
+from bot.dashboard.views import dashboard_router
 from bot.db.audit import AuditWriter
 from bot.db.health_log import health_recording
 from bot.db.history import History

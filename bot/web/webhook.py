@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
-from xml.sax.saxutils import escape
 
 from fastapi import Request, Response
 
 from bot.core.commands.registry import Role
-from bot.core.conversation import Conversation, Reply
+from bot.core.conversation import SOMETHING_WENT_WRONG, Conversation, Reply
 from bot.core.roles import role_of
 from bot.db.audit import AuditWriter
 from bot.db.history import Direction, History, make_entry
@@ -32,7 +30,10 @@ from bot.sms.outbound import Sender
 from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
 from bot.state.protocols import Idempotency, RateLimiter, ReplyPending, StoreUnavailable, Verdict
+from bot.web.background import Background
+from bot.web.body import bounded_body
 from bot.web.security import WebhookSecurity
+from bot.web.twiml import TWIML, twiml
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +44,6 @@ OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", 
 """Carrier opt-out keywords: the carrier (or Twilio) confirms and blocks; we record it and stay quiet."""
 SLOW_DOWN = "Slow down: too many texts. I'll answer again in a minute."
 WORKING = "Working on it... the answer follows in a moment."
-FAILED = "Sorry, something went wrong on my side. Try again."
-TWIML = "application/xml"
-
-
-_XML_INVALID = re.compile("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\ufffe\\uffff]")
-_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-_MESSAGE = '<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message></Response>'
-_WITH_MEDIA = '<?xml version="1.0" encoding="UTF-8"?><Response><Message><Body>{}</Body>{}</Message></Response>'
-
-
-def twiml(text: str = "", media: Sequence[str] = ()) -> str:
-    """The TwiML reply: one <Message> with `text` escaped and any pictures as <Media> (an MMS), or an
-    empty <Response /> (send nothing).
-
-    Written directly rather than through twilio's ElementTree builder: the same shape every time, at a
-    fraction of the cost on the hot path (the tests parse it back as XML).
-    """
-    if not text and not media:
-        return _EMPTY
-    body = escape(_XML_INVALID.sub("", text))
-    if not media:
-        return _MESSAGE.format(body)
-    return _WITH_MEDIA.format(body, "".join(f"<Media>{escape(url)}</Media>" for url in media))
 
 
 @dataclass
@@ -80,11 +58,11 @@ class Webhook:
     audit: AuditWriter
     metrics: Metrics
     sender: Sender | None
-    background: set[asyncio.Task[None]] = field(default_factory=set)
+    background: Background = field(default_factory=Background)
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
-        body = await _bounded_body(request)
+        body = await bounded_body(request, MAX_BODY)
         if body is None:
             self.metrics.rejected.labels("too_large").inc()
             return Response(status_code=413)
@@ -158,7 +136,7 @@ class Webhook:
             log.error("reply failed for %s: %s", mask_number(number), type(exc).__name__)
             self.metrics.messages.labels("error", "error").inc()
             await self._record(number, text, "error", "", "error", started)
-            return twiml(FAILED)
+            return twiml(SOMETHING_WENT_WRONG)
         page = await self.replies.finish(number, reply)
         intent = reply.parse.intent.value
         outcome = "unknown" if intent == "unknown" else "ok"
@@ -178,14 +156,14 @@ class Webhook:
                 reply = await task
             except Exception as exc:  # a background task's outermost frame: log it, tell the user
                 log.error("deferred reply failed for %s: %s", mask_number(number), type(exc).__name__)
-                page, media = FAILED, ()
+                page, media = SOMETHING_WENT_WRONG, ()
                 intent, command = "error", ""
             else:
                 page, media = await self.replies.finish(number, reply), reply.media
                 intent, command = reply.parse.intent.value, reply.parse.command
             await self._send(number, page, intent, command, started, media)
 
-        self._track(deliver())
+        self.background.spawn(deliver())
 
     async def _send(
         self, number: str, page: str, intent: str, command: str, started: float, media: Sequence[str] = ()
@@ -197,11 +175,6 @@ class Webhook:
         delivery = await self.sender.send(number, page, media)
         self.metrics.deliveries.labels(delivery.status).inc()
         await self._record(number, page, intent, command, delivery.status, started, direction="out")
-
-    def _track(self, coroutine: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
 
     async def _record(
         self, number: str, text: str, intent: str, command: str, outcome: str, started: float,
@@ -216,7 +189,7 @@ class Webhook:
 
     async def status_callback(self, request: Request) -> Response:
         """Twilio's report on a message the bot sent (delivered, failed …), signed like the SMS webhook."""
-        body = await _bounded_body(request)
+        body = await bounded_body(request, MAX_BODY)
         if body is None:
             return Response(status_code=413)
         try:
@@ -239,23 +212,8 @@ class Webhook:
 
     async def drain(self) -> None:
         """Wait for deferred answers still being sent, then for their history (at shutdown; in tests)."""
-        if self.background:
-            await asyncio.gather(*self.background, return_exceptions=True)
+        await self.background.drain()
         await self.audit.flush()
-
-
-async def _bounded_body(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

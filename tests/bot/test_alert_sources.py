@@ -35,6 +35,8 @@ from bot.alerting.sources import (
 from tests.monitors.servers_alertmanager import webhook_receiver
 from tests.servers import LOOPBACK, Process, binary, free_port, http_status, wait_until
 
+pytestmark = pytest.mark.servers
+
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 AM = FIXTURES / "alertmanager"
 DD = FIXTURES / "datadog"

@@ -19,7 +19,7 @@ from tests.bot.appserver import ALICE, BOB, Running, message_of, serve, settings
 from tests.monitors.servers_alertmanager import AlertmanagerServer, alertmanager, webhook_receiver
 from tests.servers import Exporter, free_port, prometheus
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 TWILIO = "http://twilio.test"
 SID = "AC" + "0" * 32
 HOOK_TOKEN = "hook-" + "x" * 27

@@ -15,7 +15,7 @@ from bot.settings import DEFAULT_METRICS
 from tests.bot.appserver import ALICE, BOB, SID, TWILIO, bodies, mocked_twilio, serve, settings_for, sign, until
 from tests.servers import Exporter, PrometheusServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 TOKEN = "hook-" + "y" * 27
 
 

@@ -10,7 +10,7 @@ import pytest
 from tests.bot.appserver import ALICE, STRANGER, message_of, serve, settings_for
 from tests.bot.servers_history import Postgres, postgres
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import TcpServer
 from tests.servers import LOOPBACK
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "dashboard-token-0123456789abcdef"

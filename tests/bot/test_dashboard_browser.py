@@ -31,7 +31,7 @@ from bot.db.history import History, make_entry
 from tests.bot.appserver import ALICE, BOB, serve
 from tests.bot.test_dashboard import PASSWORD, dashboard_settings
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -22,7 +22,7 @@ from bot.charts.scales import PALETTE
 from bot.state.protocols import StoreUnavailable
 from bot.state.redis.client import redis_client
 from bot.state.redis.media import RedisMediaStore
-from bot.web.webhook import twiml
+from bot.web.twiml import twiml
 from tests.bot.appserver import (
     ALICE,
     BOB,
@@ -38,7 +38,7 @@ from tests.bot.appserver import (
 from tests.bot.servers_redis import RedisServer, redis_server
 from tests.servers import Exporter, PrometheusServer, refused_url
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 METRICS = "metrics: {known: 'operator_test_known_value{service=\"{service}\"}'}\n"
 

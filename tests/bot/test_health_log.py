@@ -38,7 +38,7 @@ from tests.fakes import Scripted
 from tests.monitors.servers_postgres import APP_PASSWORD, APP_USER, SERVER_USER
 from tests.servers import LOOPBACK
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 ALICE = "+15551230001"
 

@@ -24,7 +24,7 @@ from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import APP_PASSWORD, TcpServer
 from tests.servers import LOOPBACK, free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 ALICE = "+15551230001"
 BOB = "+15551230002"

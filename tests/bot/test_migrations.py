@@ -52,7 +52,7 @@ from tests.bot.servers_history import Postgres, postgres
 from tests.monitors.servers_postgres import APP_PASSWORD, APP_USER, SERVER_USER
 from tests.servers import LOOPBACK
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 HEAD = "0002"
 OUR_TABLES = {"message_history", "alert_subscriptions", "health_checks", "health_hours"}

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from bot.alerting.model import AlertEvent, Notification, Severity
-from bot.alerting.recipients import RecipientRule, in_quiet_hours, make_rule, parse_quiet_hours, rules_from_users, wants
+from bot.alerting.recipients import RecipientRule, in_quiet_hours, make_rule, rules_from_users, wants
 from bot.alerting.sources import parse_alertmanager
 from bot.alerting.texts import format_firing, format_summary, numbered
-from bot.settings import load_settings
+from bot.settings import load_settings, parse_quiet_hours
 from bot.sms.encoding import segment_count
 from bot.state.memory.delivery import Deduplicator, SendBudget
 

@@ -56,7 +56,7 @@ from intents.models import Context, Intent
 from tests.bot.servers_redis import PASSWORD, RedisServer, redis_server
 from tests.servers import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -28,7 +28,7 @@ from monitors.prometheus import Prometheus, PrometheusConfig
 from monitors.resilience import Guarded
 from tests.servers import Exporter, PrometheusServer, prometheus, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 T0 = 1_700_000_000.0
 MINUTE = 60.0

@@ -28,6 +28,8 @@ from tests.bot.servers_history import Postgres, postgres
 from tests.bot.servers_redis import RedisServer, redis_server
 from tests.servers import Exporter, PrometheusServer, free_port, http_status, wait_until
 
+pytestmark = pytest.mark.servers
+
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 
 

@@ -11,10 +11,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 from tests.bot.appserver import ALICE, PUBLIC_URL, TOKEN, USERS, sign
 from tests.bot.servers_redis import redis_server
 from tests.servers import free_port, http_status, wait_until
+
+pytestmark = pytest.mark.servers
 
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 

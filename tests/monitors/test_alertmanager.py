@@ -31,7 +31,7 @@ from monitors.resilience import Guarded
 from tests.monitors.servers_alertmanager import AlertmanagerServer, alertmanager
 from tests.servers import FaultServer, refused_url
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alertmanager"
 RECORDED_START = datetime(2026, 11, 21, 23, 18, 56, 221000, tzinfo=UTC).timestamp()
 SILENCE_ID = "9113604b-a54f-4e72-8bcf-71d663d2cd34"

@@ -39,7 +39,7 @@ from monitors.resilience import Guarded
 from tests.monitors.servers_aws import REGION, MotoServer, fake_credentials, moto_server, without_credentials
 from tests.servers import FaultServer, refused_url
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 HANG_S = 3.0
 """How long a hung server keeps a request: past every deadline tested, short enough that its late
 answer to a closed socket lands while the session is still running."""

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import PrometheusServer, refused_url
+
+pytestmark = pytest.mark.servers
 
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 

@@ -27,17 +27,8 @@ from monitors.errors import (
     BadBackendResponse,
     describe,
 )
-from monitors.pgbouncer import (
-    SHOW_CLIENTS,
-    SHOW_POOLS,
-    SHOW_STATS,
-    PgBouncer,
-    PgBouncerConfig,
-    parse_pools,
-    reason_of,
-    report,
-    translate,
-)
+from monitors.pgbouncer import PgBouncer, PgBouncerConfig, reason_of, translate
+from monitors.pgbouncer_report import SHOW_CLIENTS, SHOW_POOLS, SHOW_STATS, parse_pools, report
 from monitors.registry import BuildContext, MonitorConfigError, build_monitors
 from monitors.resilience import Guarded
 from tests.monitors.servers_postgres import (
@@ -56,7 +47,7 @@ from tests.monitors.servers_postgres import (
 )
 from tests.servers import FaultServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "pgbouncer"
 
 

@@ -25,7 +25,7 @@ from monitors.prometheus import Prometheus, PrometheusConfig, escape_label_value
 from monitors.resilience import Guarded
 from tests.servers import Exporter, FaultServer, PrometheusServer, refused_url, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "prometheus"
 
 

@@ -63,11 +63,7 @@ async def rules_running(
     if prometheus is None:
         raise ConfigError("rules_file is set but no prometheus monitor is configured to evaluate it")
     engine = LeasedRuleEngine(rules, make_evaluator(prometheus))
-    engine.lease = (
-        lease
-        if lease is not None
-        else FileLease(settings.history_path.expanduser().resolve().parent / ".operator-rules.lock")
-    )
+    engine.lease = lease if lease is not None else FileLease(settings.rules_lock_path)
 
     async def deliver(notification: Notification) -> None:
         await sink(notification)
