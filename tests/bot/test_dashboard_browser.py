@@ -134,7 +134,7 @@ async def test_a_person_logs_in_reads_the_pages_and_logs_out(browser: WebDriver,
                               latency_ms=20.0 + i, at=now - timedelta(minutes=i + 1)) for i in range(60)]  # fmt: skip
         entries.append(make_entry(BOB, "in", HOSTILE, intent="unknown", outcome="unknown", at=now))
         await history.store(entries)
-        await store_samples(history, [Sample(now - timedelta(minutes=m), "prometheus", m > 30, "x", 1.0)
+        await store_samples(history.database, [Sample(now - timedelta(minutes=m), "prometheus", m > 30, "x", 1.0)
                                              for m in range(1, 240)])  # fmt: skip
         seen = await asyncio.to_thread(visit, browser, bot.url)
 
