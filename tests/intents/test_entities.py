@@ -29,7 +29,7 @@ def entities(parser: Parser, text: str) -> list[tuple[str, object]]:
         ("past day", [("DURATION", 86400)]),
         ("half an hour", [("DURATION", 1800)]),
         ("db conns", [("SYSTEM", "database"), ("DBMETRIC", "connections")]),
-        ("is loki up", [("SYSTEM", "loki")]),  # a monitor named outright is a system of its own
+        ("is loki up", [("SYSTEM", "logs")]),  # a backend named outright is the fixed system of its kind
         ("is the log backend up", [("SYSTEM", "logs")]),
         ("is checkout up", [("SERVICE", "checkout"), ("METRIC", "up")]),
         ("pull up cpu for payment", [("METRIC", "cpu"), ("SERVICE", "payment")]),
