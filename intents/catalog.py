@@ -16,7 +16,7 @@ DEFAULT_SERVICES = ("payment", "checkout", "auth", "search", "cart", "inventory"
 
 DEFAULT_METRIC_WORDS: dict[str, tuple[str, ...]] = {
     "cpu": ("cpu", "cpus", "cpu usage", "cpu load", "cpu utilization", "cpu util", "processor", "processors",
-            "load", "load average", "loadavg", "cores", "cpu%"),
+            "load", "load average", "loadavg", "cores", "cpu%", "loaded"),
     "memory": ("memory", "mem", "ram", "heap", "rss", "memory usage", "mem usage", "memory pressure",
                "memory consumption", "ram usage"),
     "disk": ("disk", "disks", "disc", "disk space", "diskspace", "disk usage", "storage", "free space",
@@ -43,7 +43,7 @@ DEFAULT_SERVICE_ALIASES: dict[str, tuple[str, ...]] = {
 """Other names people use for a default service; only applied to services that are configured."""
 
 SERVICE_SUFFIXES = ("service", "svc", "srv", "app", "server", "servers", "backend", "prod", "pods", "pod",
-                    "hosts", "host", "cluster", "nodes", "api", "boxes", "instances", "fleet")  # fmt: skip
+                    "hosts", "host", "cluster", "nodes", "api", "boxes", "box", "instances", "fleet")  # fmt: skip
 """Generic words after a service ("payment-svc", "checkout hosts") that still mean that service."""
 
 DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
@@ -103,7 +103,9 @@ DB_METRIC_WORDS: dict[str, tuple[str, ...]] = {
     "stats": ("stats", "statistics", "query stats", "queries", "queries per second", "transactions",
               "query rate", "query time", "query times", "slow queries", "tps"),
     "clients": ("clients", "client", "client list", "client connections", "waiting clients",
-                "connected clients"),
+                "connected clients", "who is connected", "whos connected", "who is currently connected",
+                "whos currently connected", "who is hitting", "whos hitting", "who is using", "whos using",
+                "which clients", "who is on the database", "whos on the db"),
 }  # fmt: skip
 
 ALERT_STATE_WORDS: dict[str, tuple[str, ...]] = {

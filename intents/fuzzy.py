@@ -22,6 +22,9 @@ MIN_LENGTH = 4
 
 _REPEATS = re.compile(r"(.)\1{2,}")
 _CORRECTABLE = re.compile(r"^[a-z]+$")
+_VOWELS = frozenset("aeiou")
+MAX_DROPPED = 3
+"""Most letters an abbreviation may leave out ("invntry" leaves out two, "cnnctions" two)."""
 
 
 def _swaps(word: str) -> set[str]:
@@ -54,11 +57,23 @@ def max_distance(length: int) -> int:
 class Corrector:
     """Maps a misspelt word to the closest vocabulary word, or leaves it alone."""
 
-    def __init__(self, vocabulary: Iterable[str], is_common: IsCommonWord, preferred: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        vocabulary: Iterable[str],
+        is_common: IsCommonWord,
+        preferred: Iterable[str] = (),
+        names: Iterable[str] = (),
+    ) -> None:
         self._vocabulary = sorted({w for w in vocabulary if _CORRECTABLE.match(w) and len(w) >= 3})
         self._known = frozenset(self._vocabulary)
         self._is_common = is_common
         self._preferred = frozenset(preferred)
+        by_first: dict[str, list[str]] = {}
+        for name in sorted({n for n in names if _CORRECTABLE.match(n) and len(n) >= 3}):
+            by_first.setdefault(name[0], []).append(name)
+        self._names = {first: tuple(words) for first, words in by_first.items()}
+        """The words abbreviations expand to (services, metric and level words, commands), by first letter."""
+        self._cache: dict[str, Correction | None] = {}
 
     def _plausible(self, word: str, candidate: str, distance: float) -> bool:
         """One edit is a typo; two or more must still look alike ("lantecy" -> latency, not "sigterm"
@@ -82,8 +97,39 @@ class Corrector:
     def vocabulary(self) -> frozenset[str]:
         return self._known
 
+    def _abbreviation(self, word: str) -> Correction | None:
+        """Vowels dropped as people text ("pymnt", "chkout", "ltncy", "mmry", "stts", "invntry"): the
+        word is the name with only vowels left out (and a `c` before `k`, or one of a doubled letter),
+        first letter kept. A command name wins ("stts" is status, not stats), then the fewest letters left
+        out; a tie is no answer."""
+        if len(word) < 3:
+            return None
+        found: list[tuple[bool, int, str]] = []
+        for name in self._names.get(word[0], ()):
+            dropped = len(name) - len(word)
+            if 0 < dropped <= MAX_DROPPED and dropped * 2 <= len(name) and _abbreviates(word, name):
+                found.append((name not in self._preferred, dropped, name))
+        if not found:
+            return None
+        found.sort()
+        best = found[0]
+        if len(found) > 1 and found[1][:2] == best[:2]:
+            return None
+        return Correction(word, best[2], best[1])
+
     def correct(self, word: str) -> Correction | None:
-        """The correction for one lowercase word, or None if it should stay as typed."""
+        """The correction for one lowercase word, or None if it should stay as typed (memoised: the same
+        few hundred words make up most texts, and each costs a fuzzy search over the vocabulary)."""
+        try:
+            return self._cache[word]
+        except KeyError:
+            pass
+        correction = self._correct(word)
+        if len(self._cache) < 50_000:
+            self._cache[word] = correction
+        return correction
+
+    def _correct(self, word: str) -> Correction | None:
         if word in self._known or not _CORRECTABLE.match(word):
             return None
         for collapsed in (_REPEATS.sub(r"\1", word), _REPEATS.sub(r"\1\1", word)):
@@ -91,6 +137,9 @@ class Corrector:
                 return Correction(word, collapsed, 1)
         if self._is_common(word):
             return None
+        abbreviation = self._abbreviation(word)
+        if abbreviation is not None:
+            return abbreviation
         if len(word) < MIN_LENGTH:
             return self._transposed(word)
         # A command name may be one edit further off ("getway" -> gateway): they are few and distinct.
@@ -109,3 +158,30 @@ class Corrector:
             key=lambda c: (c[0] != word[0], c not in self._preferred, abs(len(c) - len(word)), -fuzz.ratio(word, c))
         )
         return Correction(word, closest[0], int(best))
+
+
+def _abbreviates(word: str, name: str) -> bool:
+    """`word` is `name` with letters left out, each a vowel, a `c` before `k`, or one of a doubled
+    letter; at least one vowel among them (leftmost alignment)."""
+    position = 0
+    vowel = False
+    for char in word:
+        found = name.find(char, position)
+        if found < 0:
+            return False
+        for skipped in range(position, found):
+            letter = name[skipped]
+            if letter in _VOWELS:
+                vowel = True
+            elif not (
+                (letter == "c" and name[skipped + 1 : skipped + 2] == "k")
+                or name[skipped + 1 : skipped + 2] == letter
+                or (skipped and name[skipped - 1] == letter)
+            ):
+                return False
+        position = found + 1
+    for skipped in range(position, len(name)):
+        if name[skipped] not in _VOWELS:
+            return False
+        vowel = True
+    return vowel

@@ -109,6 +109,10 @@ class Grammar:
                 words.update(phrase.split())
         return words
 
+    def command_words(self) -> set[str]:
+        """Every word that names a command ("logs", "mute", "oncall"): what abbreviations expand to."""
+        return {word for rules in self.intents.values() for word in rules.commands}
+
     def lead_word(self, words: Sequence[str]) -> str | None:
         """The first word of a request after greetings and politeness ("pls can u restart" -> restart)."""
         return next((w for w in words if w not in self.lead_skip), None)

@@ -1,8 +1,10 @@
-"""The intent pipeline: normalise, strict syntax, typo correction, entities, scoring, follow-ups.
+"""The intent pipeline: normalise, rewrite, strict syntax, typo correction, entities, scoring, follow-ups.
 
 `Parser.parse(text, context)` is the one call the bot, the batch tool and the REPL make. It is
 pure (same text and context, same result) and never raises for any text; `Parser.explain` returns
-the whole trace for tuning.
+the whole trace for tuning. A write command (silence, ack, take, escalate) whose alert, duration or
+end time the text gives two ways, or in a way the rules cannot read, is never guessed: the parse is
+`unknown` with a suggestion, and the trace says why.
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from intents.catalog import Catalog
-from intents.durations import NUMBER_WORDS, UNIT_SECONDS
-from intents.entities import EntityRules
-from intents.followup import SLOTS_OF, merge
+from rapidfuzz.distance import OSA
+
+from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS, Catalog
+from intents.durations import NUMBER_WORDS, TENS, UNIT_SECONDS, UNITS_1_19
+from intents.entities import UNTIL_WORDS, EntityRules
+from intents.followup import SLOTS_OF, merge, query_slots
 from intents.fuzzy import Corrector, IsCommonWord, english_words
 from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Score
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
 from intents.render import render
-from intents.slots import Analysis, fill, refers_back
+from intents.rewrite import Rewriter
+from intents.slots import UNSURE, Analysis, fill, refers_back
+from intents.stopwords import FILLER
 from intents.strict import parse_strict
 from intents.tokens import Token, tokenize
 
@@ -43,8 +49,16 @@ _ACCEPTS: dict[Intent, frozenset[str]] = {
     Intent.ACK: frozenset({"ALERTREF", "ALERTNAME"}),
 }
 """Entities that, alone in a text, continue the previous command ("what about checkout?")."""
-_PREPOSITIONS = frozenset({"on", "for", "in", "at", "of", "from", "about", "to"})
 _SLOT_LABELS = frozenset(label for labels in _ACCEPTS.values() for label in labels)
+WRITES = frozenset({Intent.SILENCE, Intent.ACK, Intent.TAKE, Intent.ESCALATE})
+"""Commands that change something: never run on a guess."""
+_REFERENCE_NEXT = frozenset({"it", "this", "that", "them", "alert", "alarm", "to", "#"})
+"""After "bump" at the start of a text, words that make it an escalation ("bump it"), not an action."""
+_AUTOCORRECT_CONTEXT = frozenset({"usage", "space", "utilization", "util", "used", "levels", "show", "graph",
+                                  "chart", "plot", "check", "whats", "how", "much"})  # fmt: skip
+"""Words that may stand beside an autocorrected word ("cup usage on auth") without making it a real one."""
+_MAX_AUTOCORRECT_WORDS = 4
+"""Texts longer than this are prose, where "desk" or "card" mean themselves."""
 
 
 class Parser:
@@ -59,15 +73,35 @@ class Parser:
         self.catalog = catalog or Catalog()
         self.grammar = grammar or Grammar.default()
         self.entities = EntityRules(self.catalog)
-        vocabulary = self.grammar.vocabulary() | _catalog_words(self.catalog) | set(UNIT_SECONDS) | set(NUMBER_WORDS)
-        commands = {i.value for i in Intent}
+        catalog_words = _catalog_words(self.catalog)
+        numbers = set(NUMBER_WORDS) | set(TENS) | set(UNITS_1_19) | {"hundred"}
+        vocabulary = self.grammar.vocabulary() | catalog_words | set(UNIT_SECONDS) | numbers | UNTIL_WORDS
+        commands = {i.value for i in Intent} | {"alerts", "logs", "metrics", "escalate"}
         self._is_common = is_common_word or english_words()
-        self.corrector = Corrector(vocabulary, self._is_common, preferred=commands)
-        self._joinable = frozenset(
-            {w for words in self.catalog.metrics.values() for w in words if " " not in w}
-            | {w for s in self.catalog.services for w in (s, f"{s}s")}
-            | commands
+        names = catalog_words | commands | UNTIL_WORDS | set(UNIT_SECONDS) | self.grammar.command_words()
+        self.corrector = Corrector(vocabulary, self._is_common, preferred=commands, names=names)
+        metric_words = {w for words in self.catalog.metrics.values() for w in words if " " not in w}
+        services = {w for s in self.catalog.services for w in (s, f"{s}s")}
+        halves = (
+            services
+            | metric_words
+            | {w for table in (LEVEL_WORDS, DB_METRIC_WORDS) for words in table.values() for w in words}
+            | {w for words in self.catalog.systems.values() for w in words if " " not in w}
+            | {"logs", "log", "health", "metrics", "graph", "alerts", "status"}
         )
+        protected = vocabulary | {name.lower() for name in self.catalog.alert_names}
+        self.rewriter = Rewriter(metric_words | services | commands, halves, protected, self._is_common)
+        self._confusable_metrics = {
+            word: alias
+            for alias, words in self.catalog.metrics.items()
+            for word in (alias, *words)
+            if word.isalpha() and len(word) >= 3 and (word == alias or (len(word) >= 4 and not self._is_common(word)))
+        }
+        self._confusable_metrics["logs"] = "logs"
+        self._confusable_services = {s: s for s in self.catalog.services if len(s) >= 3}
+        self._write_verbs = {
+            word: intent.value for intent in WRITES for word in self.grammar.intents[intent.value].commands
+        }
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
         return self.explain(text, context, detail=False).parse
@@ -80,14 +114,20 @@ class Parser:
         """
         context = context or Context()
         normalized = normalize(text)
-        tokens = self._join_split_words(tokenize(normalized))
+        strict = self._strict(normalized)
+        if strict is not None and not detail and strict.intent is not Intent.CONFIRM:
+            # The fast path: a well-formed strict command is taken literally; only "y"/"yes" replies
+            # need the context (a bare "Y" after "Did you mean …?" is the suggestion).
+            return self._trace(text, normalized, Analysis((), (), (), ()), strict, ())
+        tokens, rewrites = self.rewriter.rewrite(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
         answer = self._answer([self._spelled(w) for w in plain], context) if plain else None
-        strict = None if answer else self._strict(normalized)
+        if answer is None and strict is None and plain:
+            strict = self._strict_words(tokens)
         if detail or not (answer or strict):
-            analysis = self.analyse(tokens)
+            analysis = self.analyse(tokens, rewrites)
         else:
-            analysis = Analysis(tokens, tuple(t.lower for t in tokens), (), ())
+            analysis = Analysis(tokens, tuple(t.lower for t in tokens), rewrites, ())
         if answer is not None:
             return self._trace(
                 text, normalized, analysis, answer, ("intent",) if answer.source is Source.CONTEXT else ()
@@ -97,52 +137,37 @@ class Parser:
         if not plain:
             return self._trace(text, normalized, analysis, _unknown("help" if normalized else None), ())
         scores, features = self._score(analysis)
-        parse, used = self._decide(analysis, features, scores, context)
+        parse, used, unsure = self._decide(analysis, features, scores, context)
         follow_up = "FOLLOWUP" in features or refers_back(analysis)
-        return self._trace(text, normalized, analysis, parse, used, scores, follow_up)
+        return self._trace(text, normalized, analysis, parse, used, scores, follow_up, unsure)
 
-    def _join_split_words(self, tokens: list[Token]) -> tuple[Token, ...]:
-        """ "pay ment", "cpu on check out": dictation splits names in two; join them back.
-
-        Only into a service, metric word or command name, and only when the second half is not a
-        word of its own ("ment") or a preposition shows a name is meant ("on check out", not
-        "check out the logs").
-        """
-        joined: list[Token] = []
-        index = 0
-        while index < len(tokens):
-            first = tokens[index]
-            second = tokens[index + 1] if index + 1 < len(tokens) else None
-            if (
-                second is not None
-                and first.kind == second.kind == "word"
-                and not (first.quoted or second.quoted)
-                and second.start == first.end + 1
-                and first.lower + second.lower in self._joinable
-                and (not self._is_common(second.lower) or (joined and joined[-1].lower in _PREPOSITIONS))
-            ):
-                text = first.text + second.text
-                joined.append(Token(text, text.lower(), first.start, second.end, "word"))
-                index += 2
-                continue
-            joined.append(first)
-            index += 1
-        return tuple(joined)
+    def _strict_words(self, tokens: tuple[Token, ...]) -> Parse | None:
+        """Strict syntax after the rewrites: "silence 2 forty five minutes" is not strict, but a command
+        word run together with its argument ("healthdatabase", "dbconnections") is."""
+        if len(tokens) != 2 or tokens[0].end != tokens[1].start or any(t.kind != "word" for t in tokens):
+            return None
+        return self._strict(f"{tokens[0].lower} {tokens[1].lower}")
 
     def _strict(self, normalized: str) -> Parse | None:
         """The strict parse, ignoring trailing "?!." and refusing log terms that are misspelt services."""
-        parse = parse_strict(normalized.rstrip("?!. "), self.catalog)
+        parse = parse_strict(normalized.rstrip("?!. "), self.catalog, self._spell_service)
         if parse is not None and parse.intent is Intent.LOGS:
             for term in terms_of(parse.slots):
                 correction = self.corrector.correct(term)
                 if correction is not None and correction.corrected in self.catalog.services:
                     return None  # "logs error paymnet": let the language rules fix the typo
+        if parse is not None and parse.intent is Intent.CONFIRM and "code" not in parse.slots:
+            return None  # a bare "y"/"yes" answers the last question: the context decides
         return parse
 
-    def analyse(self, tokens: tuple[Token, ...]) -> Analysis:
-        """Typo correction and entity extraction over the tokens."""
+    def _spell_service(self, word: str) -> str | None:
+        correction = self.corrector.correct(word)
+        return correction.corrected if correction is not None else None
+
+    def analyse(self, tokens: tuple[Token, ...], rewrites: tuple[Correction, ...] = ()) -> Analysis:
+        """Typo correction and entity extraction over the tokens (already rewritten)."""
         words: list[str] = []
-        corrections: list[Correction] = []
+        corrections: list[Correction] = list(rewrites)
         content: list[str] = []
         for token in tokens:
             word = token.lower
@@ -156,7 +181,47 @@ class Parser:
                     content.append(word)
             words.append(word)
         entities = self.entities.extract(tokens, words)
-        return Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
+        analysis = Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
+        return self._autocorrected(analysis) or analysis
+
+    def _autocorrected(self, analysis: Analysis) -> Analysis | None:
+        """A phone's autocorrect turned a name into an everyday word: "cup usage on auth", "desk space on
+        search", "cart memo usage", "card memory", "show payment loge".
+
+        Everyday words are never typo-corrected, so this is a rule of its own, kept narrow: a short text
+        with a service and no metric (or a metric and no service), one word that explains nothing else,
+        one edit (or a dropped ending) away from one metric or service name of the missing kind.
+        """
+        labels = analysis.labels()
+        if "METRIC" not in labels and "SERVICE" in labels and "LEVEL" not in labels:
+            targets = self._confusable_metrics
+        elif "SERVICE" not in labels and "METRIC" in labels:
+            targets = self._confusable_services
+        else:
+            return None
+        covered = analysis.covered()
+        loose = [
+            i for i, (token, word) in enumerate(zip(analysis.tokens, analysis.words, strict=True))
+            if token.kind == "word" and i not in covered and word not in FILLER and word not in _AUTOCORRECT_CONTEXT
+        ]  # fmt: skip
+        if len(loose) != 1 or len(analysis.content) > _MAX_AUTOCORRECT_WORDS:
+            return None
+        index = loose[0]
+        word = analysis.words[index]
+        if not (word.isalpha() and len(word) >= 3 and self._is_common(word)) or word in self.corrector.vocabulary:
+            return None
+        found = {value for name, value in targets.items() if _confusable(word, name)}
+        if len(found) != 1:
+            return None
+        target = next(name for name, value in targets.items() if value in found and _confusable(word, name))
+        tokens = list(analysis.tokens)
+        old = tokens[index]
+        tokens[index] = Token(old.text, target, old.start, old.end, old.kind)
+        words = [*analysis.words[:index], target, *analysis.words[index + 1 :]]
+        entities = self.entities.extract(tokens, words)
+        content = tuple(target if w == word else w for w in analysis.content)
+        correction = Correction(word, target, 1)
+        return Analysis(tuple(tokens), tuple(words), (*analysis.corrections, correction), tuple(entities), content)
 
     def _spelled(self, word: str) -> str:
         correction = self._correct(word) if not _CODE.match(word) else None
@@ -200,14 +265,33 @@ class Parser:
         if any(t.kind == "path" for t in analysis.tokens):
             features.add("PATH")
         lead = self.grammar.lead_word(content)
-        if lead is not None and self.grammar.has("ACTION", [lead]):
+        if lead is not None and self.grammar.has("ACTION", [lead]) and not _escalation(content, lead, features):
             features.add("ACTIONLEAD")
+        features |= self._objects(analysis)
         return self.grammar.score(content, features), features
+
+    def _objects(self, analysis: Analysis) -> set[str]:
+        """ "OBJECT:silence" when a command word is followed by the alert it acts on ("silence HighMemory",
+        "ack alert 2", "escalate it"): in a ramble that also says "the alert keeps going off", the verb
+        with its object is what is asked."""
+        found: set[str] = set()
+        starts = {e.start for e in analysis.entities if e.label in ("ALERTNAME", "ALERTREF")}
+        for index, word in enumerate(analysis.words):
+            intent = self._write_verbs.get(word)
+            if intent is None:
+                continue
+            following = index + 1
+            while following < len(analysis.words) and analysis.words[following] in ("the", "that", "alert"):
+                following += 1
+            if following in starts or (following < len(analysis.words) and analysis.words[following] == "it"):
+                found.add(f"OBJECT:{intent}")
+        return found
 
     def _decide(
         self, analysis: Analysis, features: set[str], scores: list[Score], context: Context
-    ) -> tuple[Parse, tuple[str, ...]]:
-        """The command for a free-form text: the best intent, unless it is weak, refused or ambiguous."""
+    ) -> tuple[Parse, tuple[str, ...], str]:
+        """The command for a free-form text: the best intent, unless it is weak, refused, ambiguous or a
+        write the text leaves unsure (the third value says why it asks, "" otherwise)."""
         table = {s.intent: s.total for s in scores}
         real = [s for s in scores if s.intent not in PSEUDO_INTENTS]
         best, second = real[0], real[1]
@@ -216,31 +300,34 @@ class Parser:
         if not refused and best.total < self.grammar.min_score:
             followed = self._continue(analysis, context) if context.intent is not None else None
             if followed is not None:
-                return followed
+                return (*followed, "")
             smalltalk = table.get(SMALLTALK, 0.0)
             chat = smalltalk > 0 and smalltalk >= best.total
-            return _unknown(None if chat else self._suggest_from(best, analysis), best, second), ()
+            return _unknown(None if chat else self._suggest_from(best, analysis), best, second), (), ""
         if refused:
-            return _unknown(None, best, second), ()
+            return _unknown(None, best, second), (), ""
 
         intent = self._stay_on_topic(Intent(best.intent), best, analysis, context)
         slots = fill(intent, analysis, self.catalog)
+        unsure = str(slots.pop(UNSURE, "")) if intent in WRITES else ""
+        slots.pop(UNSURE, None)
         if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
-            return _unknown(self._suggestion(intent, slots), best, second), ()
+            return _unknown(self._suggestion(intent, slots), best, second), (), ""
 
         used: tuple[str, ...] = ()
         required = self.grammar.intents[intent.value].required
         missing = [s for s in required if s not in slots]
-        if context.intent is not None and (
-            not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)
-        ):
+        remembered = context.intent is not None or bool(context.slots)
+        if remembered and (not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)):
             slots, used = merge(context, intent, slots)
-        if intent in (Intent.ACK, Intent.SILENCE) and "alert" not in slots and len(context.alerts) == 1:
+        if intent in WRITES and "alert" in required and "alert" not in slots and len(context.alerts) == 1:
             slots["alert"], used = "1", (*used, "alert")  # the only alert the user was sent
-        if any(s not in slots for s in required):
-            return _unknown(self._suggestion(intent, slots), best, second), used
+        if intent is Intent.SILENCE and "until" in slots:
+            required = tuple(r for r in required if r != "duration_s")
+        if unsure or any(s not in slots for s in required):
+            return _unknown(self._suggestion(intent, slots), best, second), used, unsure
         source = Source.CONTEXT if used else Source.NL
-        return self._command(intent, slots, _confidence(best, second), source), used
+        return self._command(intent, slots, _confidence(best, second), source), used, ""
 
     def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
         """After `graph memory …`, "what about disk?" is still a graph: a text that names no command and
@@ -257,7 +344,7 @@ class Parser:
         assert context.intent is not None
         content = analysis.content
         if content and self.grammar.only({"REPEAT", "POLITE", "FOLLOWUP"}, content):
-            return self._command(context.intent, dict(context.slots), 0.8, Source.CONTEXT), ("intent",)
+            return self._command(context.intent, query_slots(context), 0.8, Source.CONTEXT), ("intent",)
         if not analysis.labels() & _ACCEPTS.get(context.intent, frozenset()):
             return None
         slots = fill(context.intent, analysis, self.catalog)
@@ -288,8 +375,11 @@ class Parser:
         if intent is Intent.SILENCE:
             if "alert" not in slots:
                 return "alerts"
-            slots.setdefault("duration_s", 3600)
-        if intent is Intent.ACK and "alert" not in slots:
+            if "until" not in slots:
+                slots.setdefault("duration_s", 3600)
+            else:
+                slots.pop("duration_s", None)
+        if intent in (Intent.ACK, Intent.ESCALATE) and "alert" not in slots:
             return "alerts"
         return render(intent, slots, self.catalog) or None
 
@@ -302,6 +392,7 @@ class Parser:
         used: tuple[str, ...],
         scores: Sequence[Score] = (),
         follow_up: bool = False,
+        unsure: str = "",
     ) -> Trace:
         return Trace(
             text=text,
@@ -313,6 +404,7 @@ class Parser:
             reasons={s.intent: s.hits for s in scores if s.hits},
             context_used=used,
             parse=parse,
+            unsure=unsure,
             follow_up=follow_up,
         )
 
@@ -334,15 +426,28 @@ def _confidence(best: Score, second: Score) -> float:
     return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
 
 
+def _escalation(content: Sequence[str], lead: str, features: set[str]) -> bool:
+    """ "bump it", "bump alert 2 to the next person": the verb moves an alert on, it does not change a system."""
+    if lead != "bump":
+        return False
+    following = content[content.index(lead) + 1] if content.index(lead) + 1 < len(content) else ""
+    return following in _REFERENCE_NEXT or bool(features & {"ALERTREF", "ALERTNAME"})
+
+
+def _confusable(word: str, name: str) -> bool:
+    """One edit apart (a transposition counts as one), or `word` is `name` with its end cut ("memo")."""
+    if abs(len(word) - len(name)) <= 1 and OSA.distance(word, name, score_cutoff=1) <= 1:
+        return True
+    return len(word) >= 4 and name.startswith(word) and len(name) - len(word) <= 2
+
+
 def _is_camel_case(text: str) -> bool:
     """HighCPU, DiskFull: alert names, never corrected (ALL CAPS shouting still is)."""
     return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)
 
 
 def _catalog_words(catalog: Catalog) -> set[str]:
-    from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS
-
-    words: set[str] = set()
+    words: set[str] = set(catalog.schedule_words)
     for service in catalog.services:
         words |= {service, f"{service}s"}
     for table in (catalog.metrics, catalog.systems, catalog.service_aliases, LEVEL_WORDS, DB_METRIC_WORDS,
