@@ -105,7 +105,8 @@ DB_METRIC_WORDS: dict[str, tuple[str, ...]] = {
     "clients": ("clients", "client", "client list", "client connections", "waiting clients",
                 "connected clients", "who is connected", "whos connected", "who is currently connected",
                 "whos currently connected", "who is hitting", "whos hitting", "who is using", "whos using",
-                "which clients", "who is on the database", "whos on the db"),
+                "which clients", "who is on the database", "whos on the db", "who is talking to",
+                "whos talking to", "who is connecting", "whos connecting"),
 }  # fmt: skip
 
 ALERT_STATE_WORDS: dict[str, tuple[str, ...]] = {

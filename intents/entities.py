@@ -37,7 +37,7 @@ ORDINALS = {
     "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
     "ninth": 9, "9th": 9, "tenth": 10, "10th": 10, "top": 1,
 }  # fmt: skip
-UNTIL_WORDS = frozenset({"until", "till", "til", "untill", "till'", "unitl"})
+UNTIL_WORDS = frozenset({"until", "till", "til", "untill"})
 """Words that end a silence at a time of day ("until 9am")."""
 
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
@@ -125,7 +125,7 @@ class EntityRules:
             if label == "ALERTNAME":
                 value = "".join(t.text for t in tokens[start:end])
             elif label == "DURATION":
-                value = phrase_seconds(span_words)
+                value = int(canonical) if canonical else phrase_seconds(span_words)
             elif label == "ALERTREF":
                 value = _list_number(span_words)
             if value is None:
@@ -181,7 +181,7 @@ def shape_spans(words: Sequence[str]) -> list[Span]:
     for index, word in enumerate(words):
         end = _duration_end(words, index, word)
         if end:
-            found.append(("DURATION", "", index, end))
+            found.append(_compound_duration(words, index, end))
         end = _ref_end(words, index, word)
         if end:
             found.append(("ALERTREF", "", index, end))
@@ -190,6 +190,22 @@ def shape_spans(words: Sequence[str]) -> list[Span]:
             if time is not None:
                 found.append(("TIME", time[0], index, index + 1 + time[1]))
     return found
+
+
+def _compound_duration(words: Sequence[str], start: int, end: int) -> Span:
+    """A duration, extended by a smaller one right after it ("2 hours 30 minutes", "an hour and ten
+    minutes"): the value is then their sum, written in the span (a single duration leaves it empty)."""
+    after = end + 1 if end < len(words) and words[end] == "and" else end
+    second_end = _duration_end(words, after, words[after]) if after < len(words) else 0
+    if not second_end:
+        return ("DURATION", "", start, end)
+    first, second = phrase_seconds(words[start:end]), phrase_seconds(words[after:second_end])
+    if first is None or second is None:
+        return ("DURATION", "", start, end)
+    unit = max((size for size in (60, 3600, 86400, 604800) if first % size == 0), default=1)
+    if second >= unit:
+        return ("DURATION", "", start, end)  # "1 hour 90 minutes": two durations, not one
+    return ("DURATION", str(first + second), start, second_end)
 
 
 def _is_count(word: str) -> bool:

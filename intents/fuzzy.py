@@ -137,6 +137,10 @@ class Corrector:
                 return Correction(word, collapsed, 1)
         if self._is_common(word):
             return None
+        undoubled = [word[:i] + word[i + 1 :] for i in range(1, len(word)) if word[i] == word[i - 1]]
+        known = [w for w in undoubled if w in self._known]
+        if len(set(known)) == 1:  # "apii", "authh", "paymment": a key held a moment too long
+            return Correction(word, known[0], 1)
         abbreviation = self._abbreviation(word)
         if abbreviation is not None:
             return abbreviation

@@ -52,8 +52,9 @@ _ACCEPTS: dict[Intent, frozenset[str]] = {
 _SLOT_LABELS = frozenset(label for labels in _ACCEPTS.values() for label in labels)
 WRITES = frozenset({Intent.SILENCE, Intent.ACK, Intent.TAKE, Intent.ESCALATE})
 """Commands that change something: never run on a guess."""
-_REFERENCE_NEXT = frozenset({"it", "this", "that", "them", "alert", "alarm", "to", "#"})
+_REFERENCE_NEXT = frozenset({"it", "this", "that", "them", "to", "#"})
 """After "bump" at the start of a text, words that make it an escalation ("bump it"), not an action."""
+_MOVING_VERBS = frozenset({"bump", "move", "kick", "push", "send", "pass"})
 _AUTOCORRECT_CONTEXT = frozenset({"usage", "space", "utilization", "util", "used", "levels", "show", "graph",
                                   "chart", "plot", "check", "whats", "how", "much"})  # fmt: skip
 """Words that may stand beside an autocorrected word ("cup usage on auth") without making it a real one."""
@@ -265,7 +266,7 @@ class Parser:
         if any(t.kind == "path" for t in analysis.tokens):
             features.add("PATH")
         lead = self.grammar.lead_word(content)
-        if lead is not None and self.grammar.has("ACTION", [lead]) and not _escalation(content, lead, features):
+        if lead is not None and self.grammar.has("ACTION", [lead]) and not _escalation(analysis, lead):
             features.add("ACTIONLEAD")
         features |= self._objects(analysis)
         return self.grammar.score(content, features), features
@@ -381,6 +382,8 @@ class Parser:
                 slots.pop("duration_s", None)
         if intent in (Intent.ACK, Intent.ESCALATE) and "alert" not in slots:
             return "alerts"
+        if intent is Intent.TAKE and "schedule" not in slots:
+            return "oncall"  # "take a break": offer to look, never to take a pager
         return render(intent, slots, self.catalog) or None
 
     def _trace(
@@ -426,12 +429,20 @@ def _confidence(best: Score, second: Score) -> float:
     return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
 
 
-def _escalation(content: Sequence[str], lead: str, features: set[str]) -> bool:
-    """ "bump it", "bump alert 2 to the next person": the verb moves an alert on, it does not change a system."""
-    if lead != "bump":
+def _escalation(analysis: Analysis, lead: str) -> bool:
+    """ "bump it", "move alert 1 to the next step", "kick HighCPU up the chain": the verb moves an alert
+    on, it does not change a system (so the text is not out of scope for starting with an action)."""
+    if lead not in _MOVING_VERBS or lead not in analysis.words:
         return False
-    following = content[content.index(lead) + 1] if content.index(lead) + 1 < len(content) else ""
-    return following in _REFERENCE_NEXT or bool(features & {"ALERTREF", "ALERTNAME"})
+    start = analysis.words.index(lead) + 1
+    following = start
+    while following < len(analysis.words) and analysis.words[following] in ("the", "alert", "alarm"):
+        following += 1
+    word = analysis.words[following] if following < len(analysis.words) else ""
+    named = any(
+        e.start <= following and e.end > start for e in analysis.entities if e.label in ("ALERTREF", "ALERTNAME")
+    )
+    return named or word in _REFERENCE_NEXT
 
 
 def _confusable(word: str, name: str) -> bool:
