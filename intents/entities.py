@@ -1,4 +1,4 @@
-"""Entity extraction: a spaCy `blank("en")` PhraseMatcher built from the catalog, plus shape rules.
+"""Entity extraction: a spaCy PhraseMatcher built from the catalog, plus shape rules.
 
 No statistical model can be downloaded here, and none is needed: what the bot must find is a
 closed vocabulary (services, metric words, systems, levels …), which the PhraseMatcher finds in one
@@ -7,7 +7,9 @@ reads with their values. Overlaps resolve to the longest match, then the earlies
 EntityRuler would, without its pipeline overhead per text.
 
 The shapes were spaCy `Matcher` patterns until issue 13: the Matcher cost a third of a parse (its
-token predicates run per pattern per token), and the values needed Python afterwards anyway.
+token predicates run per pattern per token), and the values needed Python afterwards anyway. The
+matcher runs on a bare `Vocab`, not `spacy.blank("en")`: the words arrive already cut (see
+`intents.tokens`), so the English tokenizer and its exception tables, 110 ms of start-up, went unused.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import spacy
-from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
+from spacy.vocab import Vocab
 
 from intents.catalog import (
     ALERT_STATE_WORDS,
@@ -60,6 +61,11 @@ _STATE_VERBS = frozenset(
     "everything".split()
 )
 
+_SHAPE_STARTS = frozenset(
+    {*_RANGE_WORDS, "half", "a", "an", "couple", "few", "several", *NUMBER_WORDS, *_REF_WORDS, *ORDINALS, *UNTIL_WORDS}
+)
+"""Words a duration, list reference or time can start with (besides digits and "#")."""
+
 Span = tuple[str, str, int, int]
 """(label, canonical value or "", first token, one past the last token)."""
 
@@ -69,8 +75,7 @@ class EntityRules:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.nlp: Language = spacy.blank("en")
-        self.vocab = self.nlp.vocab
+        self.vocab = Vocab()
         self.phrases = PhraseMatcher(self.vocab)
         self._keys: dict[int, tuple[str, str]] = {}
         phrase_docs: dict[str, list[Doc]] = {}
@@ -111,8 +116,9 @@ class EntityRules:
         services = [value for label, value, _, _ in spans if label == "SERVICE"]
         service_ends = {end for label, _, _, end in spans if label == "SERVICE"}
         found: list[Entity] = []
+        quotes = any(t.quoted for t in tokens)
         for label, canonical, start, end in spans:
-            if any(tokens[i].quoted for i in range(start, end)):
+            if quotes and any(tokens[i].quoted for i in range(start, end)):
                 continue
             span_words = words[start:end]
             value: str | int | None = canonical or " ".join(span_words)
@@ -179,6 +185,8 @@ def shape_spans(words: Sequence[str]) -> list[Span]:
     """Durations, list numbers and times of day: at each word, the longest shape starting there."""
     found: list[Span] = []
     for index, word in enumerate(words):
+        if word not in _SHAPE_STARTS and not word[:1].isdigit() and word[:1] != "#":
+            continue  # most words start no shape
         end = _duration_end(words, index, word)
         if end:
             found.append(_compound_duration(words, index, end))

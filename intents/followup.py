@@ -97,8 +97,9 @@ def remember(context: Context, parse: Parse) -> Context:
     if parse.intent in REMEMBERED:
         slots = dict(parse.slots)
         alert = context.slots.get("alert")
-        if alert is not None and parse.intent is not Intent.ALERTS and context.intent not in ALERT_FAMILY:
-            slots["alert"] = alert  # a new alert list renumbers the alerts: "it" no longer means that one
+        renumbered = parse.intent is Intent.ALERTS and str(alert).isdigit()
+        if alert is not None and not renumbered and context.intent not in ALERT_FAMILY:
+            slots["alert"] = alert  # after a new alert list, "it" is no longer alert number 2 of the old one
         return replace(context, intent=parse.intent, slots=slots, suggestion=None, pending_code=None)
     if parse.intent in ALERT_FAMILY and "alert" in parse.slots:
         kept = dict(context.slots) if context.intent not in ALERT_FAMILY else {}

@@ -23,8 +23,9 @@ MIN_LENGTH = 4
 _REPEATS = re.compile(r"(.)\1{2,}")
 _CORRECTABLE = re.compile(r"^[a-z]+$")
 _VOWELS = frozenset("aeiou")
-MAX_DROPPED = 3
-"""Most letters an abbreviation may leave out ("invntry" leaves out two, "cnnctions" two)."""
+MAX_DROPPED = 4
+"""Most letters an abbreviation may leave out ("invntry" leaves out two, "prmths" four), and never more
+than half the name."""
 
 
 def _swaps(word: str) -> set[str]:
@@ -34,13 +35,29 @@ def _swaps(word: str) -> set[str]:
 def english_words(min_count: int = 100) -> IsCommonWord:
     """A predicate for ordinary English words, from pyspellchecker's frequency list.
 
-    Built on demand (it reads the list from the package), never at import.
+    Built on demand (it reads the list from the package), never at import. The list is read straight
+    from the package's resource file when it is where pyspellchecker keeps it: building a
+    `SpellChecker` to read the same counts costs 50 ms more of start-up.
     """
-    from spellchecker import SpellChecker
+    counts = _word_counts()
+    return frozenset(word for word, count in counts.items() if count >= min_count).__contains__
 
-    frequency = SpellChecker(distance=1).word_frequency
-    common = frozenset(word for word, count in frequency.dictionary.items() if count >= min_count)
-    return common.__contains__
+
+def _word_counts() -> dict[str, int]:
+    import gzip
+    import json
+    from importlib import resources
+
+    try:
+        raw = resources.files("spellchecker").joinpath("resources/en.json.gz").read_bytes()
+        counts = json.loads(gzip.decompress(raw))
+        if isinstance(counts, dict) and counts:
+            return counts
+    except (OSError, ValueError, ModuleNotFoundError):
+        pass
+    from spellchecker import SpellChecker  # another layout of the package: its own loader
+
+    return dict(SpellChecker(distance=1).word_frequency.dictionary)
 
 
 def max_distance(length: int) -> int:

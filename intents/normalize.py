@@ -48,6 +48,7 @@ _LINE = re.compile(r"[;\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 """Always a separator: `;` and line breaks (a text of several lines is several commands; the first runs)."""
 _LEADING = " \t;\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _WHITESPACE = re.compile(r"\s+")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def normalize(text: str) -> str:
@@ -57,7 +58,11 @@ def normalize(text: str) -> str:
     (`;`, a line break, and `&&`, `|`, `||` outside quotes and brackets) is dropped, per the contract:
     only the first command of a text runs.
     """
-    text = first_command(unicodedata.normalize("NFKC", text[:_RAW_LIMIT]).translate(_FOLD))
+    text = text[:_RAW_LIMIT]
+    if text.isascii():  # most texts: NFKC and the folds change nothing, only controls need a space
+        text = _ASCII_CONTROL.sub(" ", first_command(text))
+        return _WHITESPACE.sub(" ", text).strip()[:MAX_LENGTH].strip()
+    text = first_command(unicodedata.normalize("NFKC", text).translate(_FOLD))
     kept: list[str] = []
     for char in text:
         category = unicodedata.category(char)

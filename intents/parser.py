@@ -260,16 +260,17 @@ class Parser:
     def _score(self, analysis: Analysis) -> tuple[list[Score], set[str]]:
         """Every intent's score for the text, and the features it was scored on."""
         content = analysis.content
-        features = analysis.labels() | self.grammar.lexicon_features(content)
+        found = self.grammar.phrases(content)
+        features = analysis.labels() | self.grammar.lexicon_features(content, found)
         if any(t.quoted for t in analysis.tokens):
             features.add("QUOTED")
         if any(t.kind == "path" for t in analysis.tokens):
             features.add("PATH")
         lead = self.grammar.lead_word(content)
-        if lead is not None and self.grammar.has("ACTION", [lead]) and not _escalation(analysis, lead):
+        if lead is not None and self.grammar.has_word("ACTION", lead) and not _escalation(analysis, lead):
             features.add("ACTIONLEAD")
         features |= self._objects(analysis)
-        return self.grammar.score(content, features), features
+        return self.grammar.score(content, features, found), features
 
     def _objects(self, analysis: Analysis) -> set[str]:
         """ "OBJECT:silence" when a command word is followed by the alert it acts on ("silence HighMemory",
@@ -454,6 +455,8 @@ def _confusable(word: str, name: str) -> bool:
 
 def _is_camel_case(text: str) -> bool:
     """HighCPU, DiskFull: alert names, never corrected (ALL CAPS shouting still is)."""
+    if text.islower() or text.isupper():
+        return False
     return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)
 
 

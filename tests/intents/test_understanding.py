@@ -276,6 +276,11 @@ FOLLOW_UPS = {
         ("alerts", "alerts"),
         ("ack it", ""),  # which "it"? the new list's numbers are not the old ones
     ],
+    "a-named-alert-survives-a-new-list": [
+        ("ack HighCPU", "ack HighCPU"),
+        ("alerts", "alerts"),
+        ("silence it 1h", "silence HighCPU 1h"),
+    ],
 }
 
 
