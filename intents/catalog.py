@@ -29,7 +29,7 @@ DEFAULT_METRIC_WORDS: dict[str, tuple[str, ...]] = {
                    "failure percentage", "5xx rate", "5xx ratio", "error_rate", "errorrate", "% errors",
                    "percent errors", "percentage of errors", "% of errors", "rate of errors",
                    "error budget", "success rate"),
-    "requests": ("requests", "request rate", "reqs", "req/s", "reqs/s", "req/sec", "requests/s",
+    "requests": ("requests", "request", "request rate", "reqs", "req/s", "reqs/s", "req/sec", "requests/s",
                  "requests per second", "req per sec", "rps", "qps", "throughput", "traffic", "hits",
                  "request count", "request volume", "calls per second"),
     "up": ("up", "down", "uptime", "availability", "downtime", "up metric"),

@@ -165,6 +165,11 @@ def phrase_seconds(words: Sequence[str]) -> int | None:
         not in {
             "last",
             "past",
+            "lst",
+            "lat",
+            "las",
+            "pst",
+            "prev",
             "previous",
             "prior",
             "since",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import cached_property
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
@@ -89,6 +90,7 @@ class Corrector:
         for name in sorted({n for n in names if _CORRECTABLE.match(n) and len(n) >= 3}):
             by_first.setdefault(name[0], []).append(name)
         self._names = {first: tuple(words) for first, words in by_first.items()}
+        self._name_set = frozenset(n for words in by_first.values() for n in words)
         """The words abbreviations expand to (services, metric and level words, commands), by first letter."""
         self._cache: dict[str, Correction | None] = {}
 
@@ -104,15 +106,32 @@ class Corrector:
         return (within and ratio >= 85) or (candidate in self._preferred and ratio >= 75)
 
     def _transposed(self, word: str) -> Correction | None:
-        """A three-letter word with two letters swapped ("akc" -> ack, "wbe" -> web); nothing else is safe."""
+        """A three-letter word with two letters swapped ("akc" -> ack, "wbe" -> web) or one letter missing
+        from a four-letter word ("isk" -> disk, "uth" -> auth, "ndo" -> undo): only when exactly one word
+        of the vocabulary fits, as anything looser turns short words into the wrong ones."""
         if len(word) != 3:
             return None
         found = sorted(candidate for candidate in _swaps(word) if candidate in self._known)
+        if not found:
+            found = sorted(self._missing_one.get(word, ()))
         return Correction(word, found[0], 1) if len(found) == 1 else None
+
+    @cached_property
+    def _missing_one(self) -> dict[str, set[str]]:
+        """Four-letter words of the vocabulary by each three-letter form with one letter left out."""
+        index: dict[str, set[str]] = {}
+        for candidate in self._vocabulary:
+            if len(candidate) == 4:
+                for i in range(4):
+                    index.setdefault(candidate[:i] + candidate[i + 1 :], set()).add(candidate)
+        return index
 
     @property
     def vocabulary(self) -> frozenset[str]:
         return self._known
+
+    def _is_name(self, word: str) -> bool:
+        return word in self._name_set
 
     def _abbreviation(self, word: str) -> Correction | None:
         """Vowels dropped as people text ("pymnt", "chkout", "ltncy", "mmry", "stts", "invntry"): the
@@ -165,7 +184,7 @@ class Corrector:
             return self._transposed(word)
         # A command name may be one edit further off ("getway" -> gateway): they are few and distinct.
         limit = max_distance(len(word)) + (1 if len(word) >= 5 else 0)
-        candidates = process.extract(word, self._vocabulary, scorer=OSA.distance, score_cutoff=limit, limit=8)
+        candidates = process.extract(word, self._vocabulary, scorer=OSA.distance, score_cutoff=limit, limit=24)
         plausible = [
             (choice, int(distance)) for choice, distance, _ in candidates if self._plausible(word, choice, distance)
         ]
@@ -173,10 +192,17 @@ class Corrector:
             return None
         best = min(distance for _, distance in plausible)
         closest = [choice for choice, distance in plausible if distance == best]
-        # Several words equally close: prefer the first letter kept, then a command name ("staus" ->
-        # status, not stats), then a transposition (same length), then the most similar.
+        # Several words equally close: prefer the first letter kept (or swapped with the second: "ohur"
+        # is hour, not our), then a command name ("staus" -> status, not stats), then a name of the
+        # catalog ("iring" -> firing, not bring), then a transposition (same length), then the most similar.
         closest.sort(
-            key=lambda c: (c[0] != word[0], c not in self._preferred, abs(len(c) - len(word)), -fuzz.ratio(word, c))
+            key=lambda c: (
+                c[0] != word[0] and c[:2] != word[1::-1],
+                c not in self._preferred,
+                not self._is_name(c),
+                abs(len(c) - len(word)),
+                -fuzz.ratio(word, c),
+            )
         )
         return Correction(word, closest[0], int(best))
 

@@ -54,6 +54,13 @@ WRITES = frozenset({Intent.SILENCE, Intent.ACK, Intent.TAKE, Intent.ESCALATE})
 """Commands that change something: never run on a guess."""
 _REFERENCE_NEXT = frozenset({"it", "this", "that", "them", "to", "#"})
 """After "bump" at the start of a text, words that make it an escalation ("bump it"), not an action."""
+_RANGE_NAMES = frozenset({"last", "past", "previous"})
+_BEFORE_UNIT = frozenset({"last", "past", "previous", "prior", "next", "lst", "pst", "a", "an", "few", "couple",
+                          "several", *NUMBER_WORDS})  # fmt: skip
+_COUNT = re.compile(r"^\d+(?:\.\d+)?$")
+_UNIT_WORDS = tuple(u for u in UNIT_SECONDS if len(u) >= 3)
+_NEVER_A_CONTINUATION = frozenset({Intent.ONCALL, Intent.TAKE, Intent.ESCALATE})
+"""On-call commands are asked outright: "take payments for six hours" after a payments query is a take."""
 _MOVING_VERBS = frozenset({"bump", "move", "kick", "push", "send", "pass"})
 _AUTOCORRECT_CONTEXT = frozenset({"usage", "space", "utilization", "util", "used", "levels", "show", "graph",
                                   "chart", "plot", "check", "whats", "how", "much"})  # fmt: skip
@@ -79,7 +86,7 @@ class Parser:
         vocabulary = self.grammar.vocabulary() | catalog_words | set(UNIT_SECONDS) | numbers | UNTIL_WORDS
         commands = {i.value for i in Intent} | {"alerts", "logs", "metrics", "escalate"}
         self._is_common = is_common_word or english_words()
-        names = catalog_words | commands | UNTIL_WORDS | set(UNIT_SECONDS) | self.grammar.command_words()
+        names = catalog_words | commands | UNTIL_WORDS | set(UNIT_SECONDS) | self.grammar.command_words() | _RANGE_NAMES
         self.corrector = Corrector(vocabulary, self._is_common, preferred=commands, names=names)
         metric_words = {w for words in self.catalog.metrics.values() for w in words if " " not in w}
         services = {w for s in self.catalog.services for w in (s, f"{s}s")}
@@ -100,6 +107,17 @@ class Parser:
         }
         self._confusable_metrics["logs"] = "logs"
         self._confusable_services = {s: s for s in self.catalog.services if len(s) >= 3}
+        pairs = [
+            phrase.split()
+            for table in (self.catalog.metrics, self.catalog.systems, LEVEL_WORDS, DB_METRIC_WORDS, ALERT_STATE_WORDS)
+            for phrases in table.values()
+            for phrase in phrases
+            if phrase.count(" ") == 1
+        ]
+        self._second_words: dict[str, frozenset[str]] = {}
+        for first, second in pairs:
+            if second.isalpha() and len(second) >= 3:
+                self._second_words[first] = self._second_words.get(first, frozenset()) | {second}
         self._write_verbs = {
             word: intent.value for intent in WRITES for word in self.grammar.intents[intent.value].commands
         }
@@ -157,6 +175,11 @@ class Parser:
                 correction = self.corrector.correct(term)
                 if correction is not None and correction.corrected in self.catalog.services:
                     return None  # "logs error paymnet": let the language rules fix the typo
+        if parse is not None and parse.intent is Intent.GATEWAY:
+            endpoint = str(parse.slots.get("endpoint", ""))
+            correction = self.corrector.correct(endpoint) if endpoint.isalpha() else None
+            if correction is not None and correction.corrected in {"status", "stats", *self.catalog.services}:
+                return None  # "gateway stauts": a typo of status or of a service, not a route of that name
         if parse is not None and parse.intent is Intent.CONFIRM and "code" not in parse.slots:
             return None  # a bare "y"/"yes" answers the last question: the context decides
         return parse
@@ -174,6 +197,8 @@ class Parser:
             word = token.lower
             if token.kind == "word" and not token.quoted:
                 correction = None if _is_camel_case(token.text) else self._correct(word)
+                if words and word not in UNIT_SECONDS and (words[-1] in _BEFORE_UNIT or _COUNT.match(words[-1])):
+                    correction = self._unit(word) or correction  # "last hout", "2 ours": a unit is due
                 if correction is not None:
                     corrections.append(correction)
                     content.extend(correction.corrected.split())
@@ -181,6 +206,7 @@ class Parser:
                 else:
                     content.append(word)
             words.append(word)
+        self._complete_phrases(tokens, words, corrections)
         entities = self.entities.extract(tokens, words)
         analysis = Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
         return self._autocorrected(analysis) or analysis
@@ -223,6 +249,35 @@ class Parser:
         content = tuple(target if w == word else w for w in analysis.content)
         correction = Correction(word, target, 1)
         return Analysis(tuple(tokens), tuple(words), (*analysis.corrections, correction), tuple(entities), content)
+
+    def _complete_phrases(self, tokens: Sequence[Token], words: list[str], corrections: list[Correction]) -> None:
+        """The second word of a two-word name slipped ("error rat", "connection poll", "response tme"):
+        after the first word of such a name, a word one edit from its second word is that word, even an
+        everyday one. Changes `words` in place; the correction joins the others in the trace."""
+        for index in range(1, len(words)):
+            seconds = self._second_words.get(words[index - 1])
+            word = words[index]
+            if not seconds or word in self.corrector.vocabulary or len(word) < 3 or not word.isalpha():
+                continue
+            if tokens[index].quoted:
+                continue
+            found = [second for second in seconds if _confusable(word, second)]
+            if len(found) == 1:
+                corrections.append(Correction(word, found[0], 1))
+                words[index] = found[0]
+
+    def _unit(self, word: str) -> Correction | None:
+        """The time unit a word after a number or "last" is one edit from ("hout", "ours", "minuts"), if
+        exactly one. Everyday words only for the longer units ("ours" -> hours, not "ways" -> days)."""
+        if len(word) < 3 or not word.isalpha():
+            return None
+        common = self._is_common(word)
+        found = {
+            UNIT_SECONDS[unit]: unit
+            for unit in _UNIT_WORDS
+            if (not common or (len(word) >= 4 and len(unit) >= 5)) and _confusable(word, unit)
+        }
+        return Correction(word, next(iter(found.values())), 1) if len(found) == 1 else None
 
     def _spelled(self, word: str) -> str:
         correction = self._correct(word) if not _CODE.match(word) else None
@@ -334,7 +389,7 @@ class Parser:
     def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
         """After `graph memory …`, "what about disk?" is still a graph: a text that names no command and
         whose slots all fit the previous command continues it."""
-        if best.explicit or context.intent is None or context.intent is intent:
+        if best.explicit or context.intent is None or context.intent is intent or intent in _NEVER_A_CONTINUATION:
             return intent
         labels = analysis.labels() & _SLOT_LABELS
         if labels and labels <= _ACCEPTS.get(context.intent, frozenset()):

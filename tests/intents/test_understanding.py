@@ -291,3 +291,22 @@ def test_follow_ups_across_intents(parser: Parser, name: str) -> None:
         parse = parser.parse(text, context)
         assert parse.command == expected, text
         context = remember(context, parse)
+
+
+MORE_TYPOS = [
+    ("show me checkout logs from the last hout", "logs service=checkout range=1h"),  # a unit is due after "last"
+    ("silence HighCPU for 2 ours", "silence HighCPU 2h"),
+    ("checkout logs from the lst hour", "logs service=checkout range=1h"),
+    ("error rat for payment", "metrics error_rate service=payment"),  # the second word of a two-word name
+    ("db connection poll", "db pools"),
+    ("isk on api", "metrics disk service=api"),  # a letter missing from a four-letter name
+    ("ogs for cart", "logs service=cart"),
+    ("alerts iring", "alerts firing"),  # a catalog word before an everyday one
+    ("gateway stauts", "gateway status"),  # not a route called "stauts"
+    ("graph latency on uth last 2 hours", "graph latency service=auth range=2h"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MORE_TYPOS)
+def test_typos_read_in_their_context(parser: Parser, text: str, expected: str) -> None:
+    assert command(parser, text) == expected
