@@ -48,7 +48,7 @@ _REF_WORDS = frozenset({"alert", "alarm", "number", "num", "no", "nr", "item", "
 _REF_NUMBER_WORDS = frozenset({"alert", "alarm", "number", "incident", "item"})
 _ORDINAL_NOUNS = frozenset({"one", "alert", "alarm", "item"})
 _NOT_COUNTS = frozenset({"a", "an", "half", "couple", "few", "several"})
-_RANGE_WORDS = frozenset({"last", "past", "previous", "prior", "lst", "lat", "las", "pst", "prev"})
+_RANGE_WORDS = frozenset({"last", "past", "previous", "prior", "next", "lst", "lat", "las", "pst", "prev"})
 """Words before a lone unit that make it a span ("last hour"), with their common slips ("lst hour")."""
 _SINGULAR = frozenset(SINGULAR_UNITS)
 _HALF_UNITS = frozenset({"hour", "hr", "day", "minute"})

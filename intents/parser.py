@@ -121,6 +121,8 @@ class Parser:
         self._write_verbs = {
             word: intent.value for intent in WRITES for word in self.grammar.intents[intent.value].commands
         }
+        self._write_verbs["bump"] = Intent.ESCALATE.value
+        self._alert_names = frozenset(name.lower() for name in self.catalog.alert_names)
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
         return self.explain(text, context, detail=False).parse
@@ -340,7 +342,8 @@ class Parser:
             following = index + 1
             while following < len(analysis.words) and analysis.words[following] in ("the", "that", "alert"):
                 following += 1
-            if following in starts or (following < len(analysis.words) and analysis.words[following] == "it"):
+            word = analysis.words[following] if following < len(analysis.words) else ""
+            if following in starts or word == "it" or (word.isdigit() and len(word) <= 3):
                 found.add(f"OBJECT:{intent}")
         return found
 
@@ -368,6 +371,11 @@ class Parser:
         slots = fill(intent, analysis, self.catalog)
         unsure = str(slots.pop(UNSURE, "")) if intent in WRITES else ""
         slots.pop(UNSURE, None)
+        alert = slots.get("alert")
+        if intent in WRITES and isinstance(alert, str) and alert.isalpha() and alert.islower():
+            if self._is_common(alert) and alert not in self._alert_names:
+                del slots["alert"]  # "escalate my complaint", "silence is golden": no alert is named
+                unsure = unsure or f"{alert!r} is an everyday word, not an alert name"
         if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
             return _unknown(self._suggestion(intent, slots), best, second), (), ""
 
@@ -498,7 +506,7 @@ def _escalation(analysis: Analysis, lead: str) -> bool:
     named = any(
         e.start <= following and e.end > start for e in analysis.entities if e.label in ("ALERTREF", "ALERTNAME")
     )
-    return named or word in _REFERENCE_NEXT
+    return named or word in _REFERENCE_NEXT or (word.isdigit() and len(word) <= 3)
 
 
 def _confusable(word: str, name: str) -> bool:

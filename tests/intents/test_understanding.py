@@ -34,6 +34,11 @@ NEW_INTENTS = [
     ("escalate alert number two", "escalate 2"),
     ("kick alert 2 up the chain", "escalate 2"),
     ("esclate 1", "escalate 1"),
+    ("bump 2", "escalate 2"),
+    ("whos got pager for infra", "oncall infra"),
+    ("i can take infra for the next hour", "take infra 1h"),
+    ("put me on the payments rotation for 6 hours", "take payments 6h"),
+    ("take payments for six hours", "take payments 6h"),
 ]
 
 
@@ -92,6 +97,8 @@ WRITES_THAT_ASK = [
     ("ack 2 and HighCPU", "ack HighCPU", "two alerts"),
     ("escalate DiskFull, no wait, alert 3", "escalate 3", "two alerts"),
     ("i'll take infra till 6pm", "take infra", "end time"),
+    ("escalate my complaint", "alerts", "everyday word"),  # no alert is named
+    ("silence is golden", "alerts", "everyday word"),
 ]
 
 
@@ -110,6 +117,7 @@ DECISIONS = [
     ("is loki ok", "health logs"),
     ("is kong healthy", "health gateway"),
     ("is the gateway up?", "health gateway"),
+    ("is the api gateway up", "health gateway"),
     ("ack alert number two", "ack 2"),
     ("ack highcpu", "ack HighCPU"),
     ("escalate MyCustomAlert", "escalate MyCustomAlert"),
@@ -197,6 +205,7 @@ COLLOQUIAL = [
     ("how loaded is cart", "metrics cpu service=cart"),
     ("how's the payment box holding up on ram", "metrics memory service=payment"),
     ("new here how does this work", "help"),
+    ("take a look at payment cpu", "metrics cpu service=payment"),  # no pager is taken
 ]
 
 
@@ -236,7 +245,8 @@ def test_one_ask_buried_in_a_ramble(parser: Parser, text: str, expected: str) ->
 @pytest.mark.parametrize(
     "text",
     ["take a break", "take the day off", "bump the memory limit on checkout", "escalate to the SRE lead",
-     "restart the payment pods", "order me a pizza", "page bob"],
+     "restart the payment pods", "order me a pizza", "page bob",
+     "swap my on-call shift with bob", "bump 2 replicas on checkout"],
 )  # fmt: skip
 def test_still_unknown(parser: Parser, text: str) -> None:
     parse = parser.parse(text)
