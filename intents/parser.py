@@ -389,7 +389,9 @@ class Parser:
             slots["alert"], used = "1", (*used, "alert")  # the only alert the user was sent
         if intent is Intent.SILENCE and "until" in slots:
             required = tuple(r for r in required if r != "duration_s")
-        if unsure or any(s not in slots for s in required):
+        if unsure:  # the suggestion holds only what the text itself says, never an alert from before
+            return _unknown(self._suggestion(intent, fill_again(slots, used)), best, second), (), unsure
+        if any(s not in slots for s in required):
             return _unknown(self._suggestion(intent, slots), best, second), used, unsure
         source = Source.CONTEXT if used else Source.NL
         return self._command(intent, slots, _confidence(best, second), source), used, ""
@@ -491,6 +493,11 @@ def _confidence(best: Score, second: Score) -> float:
     strength = 1 - math.exp(-best.total / 3)
     separation = (best.total - max(second.total, 0.0)) / best.total
     return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
+
+
+def fill_again(slots: Slots, used: tuple[str, ...]) -> Slots:
+    """The slots without those taken from the context."""
+    return {name: value for name, value in slots.items() if name not in used}
 
 
 def _escalation(analysis: Analysis, lead: str) -> bool:

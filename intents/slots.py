@@ -280,9 +280,14 @@ def alert_reference(analysis: Analysis) -> tuple[str | None, str]:
     different alerts named in one text make it unsure: a write never picks one of them.
     """
     candidates: list[str] = []
+    unreadable = ""
     for index, word in enumerate(analysis.words):
         if word in {"alertname", "alert"} and _next_text(analysis, index) == "=" and index + 2 < len(analysis.tokens):
-            candidates.append(analysis.tokens[index + 2].text)
+            value = analysis.tokens[index + 2]
+            if value.kind == "word" and (_ALERT_WORD.match(value.text) or value.text.isdigit()):
+                candidates.append(value.text)
+            else:
+                unreadable = f"alert={value.text}… is no alert name"  # "ack alert=$(id)"
     for label in ("ALERTREF", "ALERTNAME"):
         candidates += [str(e.value) for e in analysis.entities if e.label == label]
     taken = analysis.covered(frozenset({"DURATION", "TIME", "ALERTREF"}))
@@ -297,7 +302,9 @@ def alert_reference(analysis: Analysis) -> tuple[str | None, str]:
             ordinals.append(str(ORDINALS[token.lower]))
     candidates = candidates or ordinals[:1]
     distinct = list(dict.fromkeys(c.lower() for c in candidates))
-    unsure = f"two alerts named ({', '.join(distinct[:3])})" if len(distinct) > 1 else ""
+    unsure = f"two alerts named ({', '.join(distinct[:3])})" if len(distinct) > 1 else unreadable
+    if unreadable:
+        return None, unsure
     if candidates:
         return candidates[0], unsure
     return _word_after_verb(analysis, taken | analysis.covered()), unsure

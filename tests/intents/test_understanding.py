@@ -99,6 +99,8 @@ WRITES_THAT_ASK = [
     ("i'll take infra till 6pm", "take infra", "end time"),
     ("escalate my complaint", "alerts", "everyday word"),  # no alert is named
     ("silence is golden", "alerts", "everyday word"),
+    ("ack alert=$(id)", "alerts", "no alert name"),  # never the "$" of an injected substitution
+    ("escalate alert=`reboot`", "alerts", "no alert name"),
 ]
 
 
@@ -246,7 +248,7 @@ def test_one_ask_buried_in_a_ramble(parser: Parser, text: str, expected: str) ->
     "text",
     ["take a break", "take the day off", "bump the memory limit on checkout", "escalate to the SRE lead",
      "restart the payment pods", "order me a pizza", "page bob",
-     "swap my on-call shift with bob", "bump 2 replicas on checkout"],
+     "swap my on-call shift with bob", "bump 2 replicas on checkout", "<script>alert(1)</script>"],
 )  # fmt: skip
 def test_still_unknown(parser: Parser, text: str) -> None:
     parse = parser.parse(text)
