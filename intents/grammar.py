@@ -231,6 +231,11 @@ class Grammar:
         return {word: tuple(names) for word, names in index.items()}
 
     @cached_property
+    def _zero_scores(self) -> dict[str, Score]:
+        """The score of an intent the text says nothing for (immutable, so shared by every text)."""
+        return {name: Score(name, 0.0, False, ()) for name in self.intents}
+
+    @cached_property
     def _solo_index(self) -> dict[str, tuple[str, ...]]:
         index: dict[str, list[str]] = {}
         for name, rules in self.intents.items():
@@ -285,10 +290,9 @@ class Grammar:
             for intent, parts, written, weight in self._feature_index.get(feature, ()):
                 if parts <= present:
                     add(intent, written, weight)
+        zero = self._zero_scores
         scores = [
-            Score(name, round(totals[name], 3), name in explicit, tuple(hits[name]))
-            if name in totals
-            else Score(name, 0.0, False, ())
+            Score(name, round(totals[name], 3), name in explicit, tuple(hits[name])) if name in totals else zero[name]
             for name in self.intents
         ]
         scores.sort(key=_by_total)

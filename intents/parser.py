@@ -123,6 +123,12 @@ class Parser:
         }
         self._write_verbs["bump"] = Intent.ESCALATE.value
         self._alert_names = frozenset(name.lower() for name in self.catalog.alert_names)
+        self._reply_words = frozenset(
+            word
+            for cls in ("AFFIRM", "POLITE")
+            for phrase in self.grammar.lexicon.get(cls, ())
+            for word in phrase.split()
+        )
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
         return self.explain(text, context, detail=False).parse
@@ -142,7 +148,7 @@ class Parser:
             return self._trace(text, normalized, Analysis((), (), (), ()), strict, ())
         tokens, rewrites = self.rewriter.rewrite(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
-        answer = self._answer([self._spelled(w) for w in plain], context) if plain else None
+        answer = self._answer(self._replied(plain), context) if plain else None
         if answer is None and strict is None and plain:
             strict = self._strict_words(tokens)
         if detail or not (answer or strict):
@@ -290,8 +296,19 @@ class Parser:
         expansion = self.grammar.shorthand.get(word)
         return Correction(word, expansion, 0) if expansion else self.corrector.correct(word)
 
+    def _replied(self, plain: list[str]) -> list[str]:
+        """The words spelt out for `_answer`, or [] when one of them cannot be in a reply: a reply is
+        affirmations, politeness and a code, so "cpu on checkout" needs no spelling of "checkout"."""
+        if not any(_CODE.match(w) or _GLUED_CODE.match(w) for w in plain):
+            for word in plain:
+                if word not in self._reply_words and self._spelled(word) not in self._reply_words:
+                    return []
+        return [self._spelled(w) for w in plain]
+
     def _answer(self, plain: list[str], context: Context) -> Parse | None:
         """Replies to a question the bot asked: "Y", "yes 4821", a bare code."""
+        if not plain:
+            return None
         code = next((w for w in plain if _CODE.match(w)), None)
         glued = next((m.group(1) for w in plain if (m := _GLUED_CODE.match(w))), None)
         code = code or glued
