@@ -185,6 +185,10 @@ def phrase_seconds(words: Sequence[str]) -> int | None:
     ]
     if len(words) >= 3 and words[0] in {"a", "an"} and words[1] in NUMBER_WORDS:  # a couple hours
         words = words[1:]
+    if any(w in ("quarter", "quarters") for w in words):  # "a quarter of an hour", "three quarters of an hour"
+        count = _number(words[0]) if words[0] not in ("quarter", "quarters") else 1.0
+        unit = UNIT_SECONDS.get(words[-1])
+        return _bounded(count * unit / 4) if count is not None and unit is not None else None
     if not words:
         return None
     if len(words) == 1:
@@ -201,6 +205,8 @@ def phrase_seconds(words: Sequence[str]) -> int | None:
         half, words = 0.5, [*words[:-4], words[-1]]
     if len(words) == 3 and words[0] == "half" and words[1] in {"a", "an"}:  # half an hour
         words = ["half", words[2]]
+    if len(words) == 1 and half and words[0] in SINGULAR_UNITS:  # "hour and a half"
+        words = ["1", words[0]]
     if len(words) != 2:
         return None
     amount, unit_word = words

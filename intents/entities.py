@@ -52,6 +52,7 @@ _RANGE_WORDS = frozenset({"last", "past", "previous", "prior", "next", "lst", "l
 """Words before a lone unit that make it a span ("last hour"), with their common slips ("lst hour")."""
 _SINGULAR = frozenset(SINGULAR_UNITS)
 _HALF_UNITS = frozenset({"hour", "hr", "day", "minute"})
+_QUARTERS = frozenset({"quarter", "quarters"})
 _AND_A_HALF = ["and", "a", "half"]
 _SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
                                "across", "in", "our"})  # fmt: skip
@@ -63,7 +64,21 @@ _STATE_VERBS = frozenset(
 )
 
 _SHAPE_STARTS = frozenset(
-    {*_RANGE_WORDS, "half", "a", "an", "couple", "few", "several", *NUMBER_WORDS, *_REF_WORDS, *ORDINALS, *UNTIL_WORDS}
+    {
+        *_RANGE_WORDS,
+        "half",
+        "a",
+        "an",
+        "couple",
+        "few",
+        "several",
+        *NUMBER_WORDS,
+        *_REF_WORDS,
+        *ORDINALS,
+        *UNTIL_WORDS,
+        *_QUARTERS,
+        *SINGULAR_UNITS,
+    }
 )
 """Words a duration, list reference or time can start with (besides digits and "#")."""
 
@@ -242,8 +257,14 @@ def _duration_end(words: Sequence[str], index: int, word: str) -> int:
         return after + 1 if after < len(words) and words[after] in UNIT_SECONDS else 0
     elif word in ("couple", "few", "several") and following == "of":
         return index + 3 if index + 2 < len(words) and words[index + 2] in UNIT_SECONDS else 0
+    elif word in _QUARTERS:
+        return _quarter_end(words, index + 1)
+    elif word in _SINGULAR and list(words[index + 1 : index + 4]) == _AND_A_HALF:
+        return index + 4  # "hour and a half"
     if not _is_count(word):
         return 0
+    if following in _QUARTERS:
+        return _quarter_end(words, index + 2)  # "three quarters of an hour"
     if following in UNIT_SECONDS:
         end = index + 2
         return end + 3 if list(words[end : end + 3]) == _AND_A_HALF else end
@@ -254,6 +275,14 @@ def _duration_end(words: Sequence[str], index: int, word: str) -> int:
     ):
         return index + 5
     return 0
+
+
+def _quarter_end(words: Sequence[str], after: int) -> int:
+    """The end of "[of] [a|an] hour" after "quarter(s)", or 0."""
+    for optional in (("of",), ("a", "an")):
+        if after < len(words) and words[after] in optional:
+            after += 1
+    return after + 1 if after < len(words) and words[after] in ("hour", "hr", "hours", "hrs") else 0
 
 
 def _ref_end(words: Sequence[str], index: int, word: str) -> int:

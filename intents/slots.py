@@ -40,6 +40,7 @@ _NOT_A_RANGE_AFTER = frozenset({"ago", "later", "earlier", "before", "back"})
 _RANGE_BEFORE = frozenset({"last", "past", "previous", "prior", "over", "since", "within"})
 _SINCE = frozenset({"since", "from", "starting", "after"})
 _COUNT_WORDS = frozenset(NUMBER_WORDS) - {"a", "an", "half", "couple", "few", "several"}
+_FRACTIONS = frozenset({"half", "halves", "third", "thirds", "quarter", "quarters", "fifth", "fifths"})
 _WEAK_METRIC_WORDS = frozenset({"load", "slow", "slowness", "sluggish", "laggy", "lag", "speed", "how fast", "up",
                                 "down", "hits", "calls per second", "traffic", "volume", "volumes", "storage",
                                 "heap", "cores"})  # fmt: skip
@@ -230,7 +231,13 @@ def _loose_number(analysis: Analysis, duration: Entity) -> bool:
     """A spelt-out number right before a duration that did not compose with it ("five forty minutes",
     "one twenty minutes"): the duration may have lost a part, so a write must ask."""
     before = duration.start - 1
-    return before >= 0 and analysis.words[before] in _COUNT_WORDS
+    if before >= 0 and analysis.words[before] in _COUNT_WORDS:
+        return True
+    words = analysis.words
+    return any(  # "two thirds of an hour": a fraction the rules did not read ("the third alert" is no fraction)
+        words[i] in _FRACTIONS and (i == before or words[i + 1] == "of")
+        for i in range(max(duration.start - 3, 0), duration.start)
+    )
 
 
 def _ack(analysis: Analysis, catalog: Catalog) -> Slots:

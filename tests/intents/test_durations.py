@@ -26,7 +26,8 @@ def test_not_compact(token: str) -> None:
         ("last 20 minutes", 1200), ("an hour", 3600), ("half an hour", 1800), ("half hour", 1800),
         ("an hour and a half", 5400), ("1 and a half hours", 5400), ("a couple of hours", 7200),
         ("couple hours", 7200), ("two hours", 7200), ("ninety minutes", 5400), ("the last week", 604800),
-        ("1.5 hours", 5400), ("48 hours", 172800),
+        ("1.5 hours", 5400), ("48 hours", 172800), ("a quarter of an hour", 900), ("three quarters of an hour", 2700),
+        ("quarter hour", 900), ("hour and a half", 5400),
     ],
 )  # fmt: skip
 def test_phrases(words: str, seconds: int) -> None:

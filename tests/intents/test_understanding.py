@@ -77,6 +77,10 @@ NUMBER_WORDS = [
     ("silence 2 for twenty-five minutes", "silence 2 25m"),
     ("silence 2 for two hours and thirty minutes", "silence 2 150m"),
     ("silence 2 for 1 hour 30 minutes", "silence 2 90m"),
+    ("silence 2 for three quarters of an hour", "silence 2 45m"),
+    ("silence 2 for a quarter of an hour", "silence 2 15m"),
+    ("silence 2 for hour and a half", "silence 2 90m"),
+    ("snooze the third alert for 10 min", "silence 3 10m"),  # an ordinal, not a fraction
     ("cpu on checkout for the last forty five minutes", "metrics cpu service=checkout range=45m"),
     ("chart latency for auth over the last one hundred twenty minutes", "graph latency service=auth range=2h"),
 ]
@@ -90,6 +94,7 @@ def test_number_words_compose(parser: Parser, text: str, expected: str) -> None:
 WRITES_THAT_ASK = [
     ("silence 4 for five forty minutes", "silence 4 40m", "a number next to"),
     ("silence 3 for one twenty minutes", "silence 3 20m", "a number next to"),
+    ("silence 2 for two thirds of an hour", "silence 2 1h", "a number next to"),
     ("silence HighCPU until 9", "silence HighCPU 1h", "end time"),
     ("silence 3 until tomorrow", "silence 3 1h", "end time"),
     ("silence 2 for 1h until 9am", "silence 2 until=09:00", "two different ends"),
