@@ -56,6 +56,7 @@ _QUARTERS = frozenset({"quarter", "quarters"})
 _AND_A_HALF = ["and", "a", "half"]
 _SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
                                "across", "in", "our"})  # fmt: skip
+_DETERMINERS = frozenset({"the", "all", "my", "our", "every", "everything", "across", "any", "these", "those"})
 _SEARCHED_FOR = frozenset({"for", "through", "thru", "containing", "mentioning", "matching", "with", "about"})
 _UP_WORDS = frozenset({"up", "down"})
 _STATE_VERBS = frozenset(
@@ -179,8 +180,8 @@ class EntityRules:
 def _is_search_verb(words: Sequence[str], start: int, end: int, services: Sequence[str]) -> bool:
     """ "search for timeouts", "search the logs", "search auth logs for x" use the verb, not the service."""
     following = words[end] if end < len(words) else ""
-    if following in {"for", "through", "thru"}:
-        return True
+    if following in {"for", "through", "thru"} or following in _DETERMINERS:
+        return True  # "search for …", "can you search the auth logs": a service is not followed by "the"
     if start == 0 and following in ("logs", "log") and not any(s != "search" for s in services):
         # "search logs 2h" is the search service's logs; "search logs for timeout" searches them
         return any(w in _SEARCHED_FOR for w in words[end + 1 :])

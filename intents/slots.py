@@ -145,17 +145,58 @@ def _logs(analysis: Analysis, catalog: Catalog) -> Slots:
 
 
 def terms(analysis: Analysis) -> tuple[str, ...]:
-    """The content words of a log search, lowercase, in the user's order, without filler."""
+    """The content words of a log search, lowercase, in the user's order, without filler.
+
+    In a long text (a ramble) only the clauses that ask for logs give terms: "quick one before i board
+    my flight, can you show me the warnings on inventory" searches for nothing, not for "board flight".
+    """
     taken = analysis.covered(_TERM_EXCLUDED)
+    asked = _asking_clauses(analysis)
     found: list[str] = []
     for index, (token, word) in enumerate(zip(analysis.tokens, analysis.words, strict=True)):
         if index in taken or token.kind != "word" or word in FILLER:
+            continue
+        if asked is not None and index not in asked and not token.quoted:
             continue
         if not token.quoted and _is_key(analysis, index):
             continue
         if len(word) > 1 and not word.isdigit() or (word.isdigit() and len(word) >= 3):
             found.append(word)
     return tuple(dict.fromkeys(found))
+
+
+RAMBLE_WORDS = 15
+"""Texts with at least this many words are read clause by clause for log terms."""
+_CLAUSE_MARKS = frozenset({",", ".", "?", "!", ";", ":"})
+_LOG_WORDS = frozenset({"logs", "log", "grep", "lines", "loglines", "containing", "mentioning", "matching"})
+
+
+def _asking_clauses(analysis: Analysis) -> set[int] | None:
+    """Token indexes of the clauses that ask for logs in a long text, or None to keep every clause.
+
+    A clause asks for logs when it names them, a service or quoted words (strong), or else a level or a
+    range (weak); the strong ones win, then the weak ones; a text with no such clause keeps everything.
+    """
+    if sum(1 for t in analysis.tokens if t.kind == "word") < RAMBLE_WORDS:
+        return None
+    clauses: list[range] = []
+    start = 0
+    for index, token in enumerate(analysis.tokens):
+        if token.kind == "punct" and token.text in _CLAUSE_MARKS:
+            clauses.append(range(start, index))
+            start = index + 1
+    clauses.append(range(start, len(analysis.tokens)))
+    if len(clauses) < 2:
+        return None
+    strong_at = analysis.covered(frozenset({"SERVICE"})) | {
+        i for i, (t, w) in enumerate(zip(analysis.tokens, analysis.words, strict=True)) if t.quoted or w in _LOG_WORDS
+    }
+    weak_at = analysis.covered(frozenset({"LEVEL", "DURATION"}))
+    for evidence in (strong_at, weak_at):
+        chosen = [clause for clause in clauses if evidence.intersection(clause)]
+        if chosen:
+            return {i for clause in chosen for i in clause}
+    return None
 
 
 def _is_key(analysis: Analysis, index: int) -> bool:

@@ -241,6 +241,20 @@ RAMBLES = [
         "reverse what i just did",
         "undo",
     ),
+    (
+        "hey, long night here. the checkout folks say things feel sluggish since the 2am deploy, could you grab "
+        "me the p99 latency for checkout over the last 3 hours?",  # "the deploy" is an event, not a request
+        "metrics latency service=checkout range=3h",
+    ),
+    (
+        "quick one before i board my flight, can you show me any warnings from the inventory service in the "
+        "past 30 minutes",  # log terms come from the clause that asks for logs
+        "logs service=inventory level=warn range=30m",
+    ),
+    (
+        'support says customers are unhappy today, can you search the auth logs for "invalid token" please',
+        "logs invalid token service=auth",  # "search the …" is the verb, not the search service
+    ),
 ]
 
 
