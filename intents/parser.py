@@ -142,9 +142,9 @@ class Parser:
         context = context or Context()
         normalized = normalize(text)
         strict = self._strict(normalized)
-        if strict is not None and not detail and strict.intent is not Intent.CONFIRM:
-            # The fast path: a well-formed strict command is taken literally; only "y"/"yes" replies
-            # need the context (a bare "Y" after "Did you mean …?" is the suggestion).
+        if strict is not None and not detail:
+            # The fast path: a well-formed strict command is taken literally, before any tokenising (a
+            # bare "y", which answers the last question, is never strict: see `_strict`).
             return self._trace(text, normalized, Analysis((), (), (), ()), strict, ())
         tokens, rewrites = self.rewriter.rewrite(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
@@ -407,7 +407,7 @@ class Parser:
         if intent is Intent.SILENCE and "until" in slots:
             required = tuple(r for r in required if r != "duration_s")
         if unsure:  # the suggestion holds only what the text itself says, never an alert from before
-            return _unknown(self._suggestion(intent, fill_again(slots, used)), best, second), (), unsure
+            return _unknown(self._suggestion(intent, _own(slots, used)), best, second), (), unsure
         if any(s not in slots for s in required):
             return _unknown(self._suggestion(intent, slots), best, second), used, unsure
         source = Source.CONTEXT if used else Source.NL
@@ -512,7 +512,7 @@ def _confidence(best: Score, second: Score) -> float:
     return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
 
 
-def fill_again(slots: Slots, used: tuple[str, ...]) -> Slots:
+def _own(slots: Slots, used: tuple[str, ...]) -> Slots:
     """The slots without those taken from the context."""
     return {name: value for name, value in slots.items() if name not in used}
 

@@ -23,6 +23,9 @@ NEW_INTENTS = [
     ("whos on call for payment", "oncall payments"),  # a service word that is a schedule's singular
     ("who is carrying the pager for infra", "oncall infra"),
     ("oncal payments", "oncall payments"),
+    ("oncall infar", "oncall infra"),  # schedules are matched with typo tolerance
+    ("who is on call for pymnts", "oncall payments"),
+    ("take infr 2h", "take infra 2h"),
     ("i'll take the pager for payments", "take payments"),
     ("take over infra for 2 hours", "take infra 2h"),
     ("put me on call for infra for ninety minutes", "take infra 90m"),
