@@ -89,7 +89,7 @@ def fixed_systems(own_names: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
 LEVEL_WORDS: dict[str, tuple[str, ...]] = {
     "error": ("error", "errors", "err", "errs", "exception", "exceptions", "failure", "failures", "failed",
               "failing", "fails", "fail", "5xx", "5xxs", "crash", "crashes", "crashed", "crashing", "errored",
-              "erroring"),
+              "erroring", "500s", "502s", "503s", "504s"),
     "warn": ("warn", "warns", "warning", "warnings", "wrn"),
     "info": ("info", "infos", "informational"),
 }  # fmt: skip

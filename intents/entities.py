@@ -53,6 +53,8 @@ _RANGE_WORDS = frozenset({"last", "past", "previous", "prior", "next", "lst", "l
 _SINGULAR = frozenset(SINGULAR_UNITS)
 _HALF_UNITS = frozenset({"hour", "hr", "day", "minute"})
 _QUARTERS = frozenset({"quarter", "quarters"})
+_HTTP_ERRORS = frozenset({"500s", "502s", "503s", "504s"})
+"""Server errors, not 500 seconds ("how many 500s on api")."""
 _AND_A_HALF = ["and", "a", "half"]
 _SEARCH_VERB_NEXT = frozenset({"for", "the", "logs", "log", "through", "thru", "all", "any", "my", "everything",
                                "across", "in", "our"})  # fmt: skip
@@ -246,7 +248,7 @@ def _duration_end(words: Sequence[str], index: int, word: str) -> int:
     """
     following = words[index + 1] if index + 1 < len(words) else ""
     if word[:1].isdigit():
-        if COMPACT.match(word):
+        if COMPACT.match(word) and word not in _HTTP_ERRORS:
             return index + 1
     elif word in _RANGE_WORDS:
         return index + 2 if following in _SINGULAR else 0

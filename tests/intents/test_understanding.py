@@ -216,6 +216,8 @@ COLLOQUIAL = [
     ("how's the payment box holding up on ram", "metrics memory service=payment"),
     ("new here how does this work", "help"),
     ("take a look at payment cpu", "metrics cpu service=payment"),  # no pager is taken
+    ("what's blowing up", "alerts"),
+    ("how many 500s on api", "logs service=api level=error"),  # server errors, not 500 seconds
 ]
 
 
