@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     """The allowlist: E.164 number -> name and role."""
     monitors: dict[str, dict[str, Any]] = Field(default_factory=lambda: _default_monitors())
     """A monitor is enabled by its section; the local host is the embedded default."""
+    schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """On-call rotations by name (`members`, `shift`, `handoff`, `timezone`); the names are what people
+    text ("oncall payments"), so the parser's catalog takes them too."""
     public_url: str | None = None
 
     context_ttl_s: int = Field(900, ge=1)
@@ -267,6 +270,7 @@ class Settings(BaseSettings):
                 "service_aliases": self.service_aliases,
                 "monitors": self.monitors,
                 "alert_names": self.alert_names,
+                "schedules": self.schedules,
             }
         )
 
@@ -309,7 +313,7 @@ def describe(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors())
 
 
-CATALOG_KEYS = ("services", "metrics", "service_aliases", "alert_names", "monitors")
+CATALOG_KEYS = ("services", "metrics", "service_aliases", "alert_names", "monitors", "schedules")
 """The config keys the parser's vocabulary comes from."""
 
 

@@ -16,7 +16,7 @@ DEFAULT_SERVICES = ("payment", "checkout", "auth", "search", "cart", "inventory"
 
 DEFAULT_METRIC_WORDS: dict[str, tuple[str, ...]] = {
     "cpu": ("cpu", "cpus", "cpu usage", "cpu load", "cpu utilization", "cpu util", "processor", "processors",
-            "load", "load average", "loadavg", "cores", "cpu%"),
+            "load", "load average", "loadavg", "cores", "cpu%", "loaded"),
     "memory": ("memory", "mem", "ram", "heap", "rss", "memory usage", "mem usage", "memory pressure",
                "memory consumption", "ram usage"),
     "disk": ("disk", "disks", "disc", "disk space", "diskspace", "disk usage", "storage", "free space",
@@ -29,7 +29,7 @@ DEFAULT_METRIC_WORDS: dict[str, tuple[str, ...]] = {
                    "failure percentage", "5xx rate", "5xx ratio", "error_rate", "errorrate", "% errors",
                    "percent errors", "percentage of errors", "% of errors", "rate of errors",
                    "error budget", "success rate"),
-    "requests": ("requests", "request rate", "reqs", "req/s", "reqs/s", "req/sec", "requests/s",
+    "requests": ("requests", "request", "request rate", "reqs", "req/s", "reqs/s", "req/sec", "requests/s",
                  "requests per second", "req per sec", "rps", "qps", "throughput", "traffic", "hits",
                  "request count", "request volume", "calls per second"),
     "up": ("up", "down", "uptime", "availability", "downtime", "up metric"),
@@ -43,7 +43,7 @@ DEFAULT_SERVICE_ALIASES: dict[str, tuple[str, ...]] = {
 """Other names people use for a default service; only applied to services that are configured."""
 
 SERVICE_SUFFIXES = ("service", "svc", "srv", "app", "server", "servers", "backend", "prod", "pods", "pod",
-                    "hosts", "host", "cluster", "nodes", "api", "boxes", "instances", "fleet")  # fmt: skip
+                    "hosts", "host", "cluster", "nodes", "api", "boxes", "box", "instances", "fleet")  # fmt: skip
 """Generic words after a service ("payment-svc", "checkout hosts") that still mean that service."""
 
 DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
@@ -65,13 +65,31 @@ BACKEND_SYSTEMS: dict[str, tuple[str, ...]] = {
     "pgbouncer": ("pgbouncer", "pg bouncer"),
     "kong": ("kong",),
 }
-"""Monitor sections of the contract named outright ("health kong"): a monitor's configured name is a
-system of its own, whether or not it is configured; the health check knows which fixed system it serves."""
+"""Backends of the contract named outright ("health kong"). Each names the fixed system of its kind
+(`BACKEND_KIND`): the contract's decision, since a user who texts "is kong healthy" asks about the
+gateway whichever backend serves it. Only a monitor configured under that exact name with another
+`type` (a Prometheus monitor called `kong`) makes the name a system of its own."""
+
+BACKEND_KIND: dict[str, str] = {
+    "loki": "logs", "elasticsearch": "logs", "cloudwatch": "logs", "pgbouncer": "database", "kong": "gateway",
+}  # fmt: skip
+"""The fixed health system each backend of `BACKEND_SYSTEMS` answers for."""
+
+
+def fixed_systems(own_names: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
+    """The fixed systems, each with the names of the backends of its kind, except backends in `own_names`
+    (configured under that name with another type), which are left out to become systems of their own."""
+    systems = {name: list(words) for name, words in DEFAULT_SYSTEMS.items()}
+    for backend, words in BACKEND_SYSTEMS.items():
+        if backend not in own_names:
+            systems[BACKEND_KIND[backend]].extend(words)
+    return {name: _unique(words) for name, words in systems.items()}
+
 
 LEVEL_WORDS: dict[str, tuple[str, ...]] = {
     "error": ("error", "errors", "err", "errs", "exception", "exceptions", "failure", "failures", "failed",
               "failing", "fails", "fail", "5xx", "5xxs", "crash", "crashes", "crashed", "crashing", "errored",
-              "erroring"),
+              "erroring", "500s", "502s", "503s", "504s"),
     "warn": ("warn", "warns", "warning", "warnings", "wrn"),
     "info": ("info", "infos", "informational"),
 }  # fmt: skip
@@ -85,7 +103,10 @@ DB_METRIC_WORDS: dict[str, tuple[str, ...]] = {
     "stats": ("stats", "statistics", "query stats", "queries", "queries per second", "transactions",
               "query rate", "query time", "query times", "slow queries", "tps"),
     "clients": ("clients", "client", "client list", "client connections", "waiting clients",
-                "connected clients"),
+                "connected clients", "who is connected", "whos connected", "who is currently connected",
+                "whos currently connected", "who is hitting", "whos hitting", "who is using", "whos using",
+                "which clients", "who is on the database", "whos on the db", "who is talking to",
+                "whos talking to", "who is connecting", "whos connecting"),
 }  # fmt: skip
 
 ALERT_STATE_WORDS: dict[str, tuple[str, ...]] = {
@@ -114,9 +135,11 @@ class Catalog:
     metrics: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_METRIC_WORDS))
     """Metric alias -> the words and phrases that mean it (the alias itself included)."""
     service_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_SERVICE_ALIASES))
-    systems: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {**DEFAULT_SYSTEMS, **BACKEND_SYSTEMS})
+    systems: Mapping[str, tuple[str, ...]] = field(default_factory=fixed_systems)
     """Health system -> its names; custom monitors add their configured name."""
     alert_names: tuple[str, ...] = DEFAULT_ALERT_NAMES
+    schedules: tuple[str, ...] = ()
+    """On-call schedule names (the keys of `schedules:`), lowercase; what `oncall` and `take` name."""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Catalog:
@@ -124,7 +147,8 @@ class Catalog:
 
         `metrics:` maps an alias to a PromQL template (a string) or to `{query: ..., words: [...]}`;
         built-in aliases keep their everyday words. `monitors:` entries that are not fixed systems
-        become health systems under their own name; `alert_names:` adds known alert names.
+        become health systems under their own name (a backend's name too, when its section has another
+        `type`); `alert_names:` adds known alert names; `schedules:` names the on-call rotations.
         """
         services = tuple(str(s).strip().lower() for s in config.get("services") or DEFAULT_SERVICES)
         metrics: dict[str, tuple[str, ...]] = {}
@@ -141,14 +165,27 @@ class Catalog:
         for svc, names in (config.get("service_aliases") or {}).items():
             if str(svc).lower() in services:
                 aliases[str(svc).lower()] = _unique(str(n).lower() for n in names)
-        systems = {**DEFAULT_SYSTEMS, **BACKEND_SYSTEMS}
-        for name in config.get("monitors") or {}:
-            name = str(name).strip().lower()
-            if name not in systems and not _is_fixed_backend(name):
-                systems[name] = (name,)
+        monitors: Mapping[str, Any] = config.get("monitors") or {}
+        own: dict[str, str] = {}
+        for key, section in monitors.items():
+            name = str(key).strip().lower()
+            kind = str(section.get("type") or name).strip().lower() if isinstance(section, Mapping) else name
+            if name in BACKEND_SYSTEMS and kind != name:
+                own[name] = name  # `kong: {type: prometheus}`: "kong" is that monitor, not the gateway
+            elif name not in DEFAULT_SYSTEMS and not _is_fixed_backend(name):
+                own[name] = name
+        systems = fixed_systems(own)
+        for name in own:
+            systems.setdefault(name, (name,))
         alert_names = _unique([*DEFAULT_ALERT_NAMES, *(str(a) for a in config.get("alert_names") or ())])
+        schedules = _unique(str(s).strip().lower() for s in config.get("schedules") or ())
         return cls(
-            services=services, metrics=metrics, service_aliases=aliases, systems=systems, alert_names=alert_names
+            services=services,
+            metrics=metrics,
+            service_aliases=aliases,
+            systems=systems,
+            alert_names=alert_names,
+            schedules=schedules,
         )
 
     @cached_property
@@ -175,6 +212,31 @@ class Catalog:
 
     def lookup(self, kind: str, word: str) -> str | None:
         return self.single_words[kind].get(word.lower())
+
+    @cached_property
+    def schedule_words(self) -> Mapping[str, str]:
+        """Words that name a schedule -> its name: the name and its singular ("payment" -> payments),
+        hyphens and underscores read as spaces would be ("on-call" style names typed either way)."""
+        words: dict[str, str] = {}
+        for name in self.schedules:
+            for form in (name, name.replace("-", ""), name.replace("_", "")):
+                words.setdefault(form, name)
+                if form.endswith("s") and len(form) > 3:
+                    words.setdefault(form[:-1], name)
+        return words
+
+    def schedule(self, word: str) -> str | None:
+        """The schedule a word names, or None."""
+        return self.schedule_words.get(word.lower())
+
+    @cached_property
+    def _alert_casing(self) -> Mapping[str, str]:
+        return {name.lower(): name for name in self.alert_names}
+
+    def alert_name(self, text: str) -> str:
+        """An alert as the user typed it, unless it is a known alert name: then its configured casing
+        (the contract's decision: "ack highcpu" acks HighCPU, "ack MyCustomAlert" keeps the user's)."""
+        return self._alert_casing.get(text.lower(), text)
 
 
 _BACKEND_SYSTEM = {

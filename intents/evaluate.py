@@ -80,6 +80,11 @@ def slot_matches(name: str, want: Any, slots: Mapping[str, Any]) -> bool:
     return bool(want == have)
 
 
+CATEGORIES = ("strict", "free", "typo", "followup", "unknown", "adversarial")
+"""The issue's categories of texts, by case tag; each has its own target."""
+_CATEGORY_ALIASES = {"follow-up": "followup"}
+
+
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
@@ -115,6 +120,17 @@ class Report:
             row[1] += 1
         return {intent: (row[0], row[1]) for intent, row in sorted(table.items())}
 
+    def per_tag(self, tags: Iterable[str] | None = None) -> dict[str, tuple[int, int]]:
+        """Tag -> (cases right in full, cases), for the given tags (default: `CATEGORIES` present)."""
+        wanted = tuple(tags) if tags is not None else CATEGORIES
+        table = {tag: [0, 0] for tag in wanted}
+        for outcome in self.outcomes:
+            for tag in {_CATEGORY_ALIASES.get(t, t) for t in outcome.case.tags}:
+                if tag in table:
+                    table[tag][0] += outcome.ok
+                    table[tag][1] += 1
+        return {tag: (row[0], row[1]) for tag, row in table.items() if row[1]}
+
     def confusion(self) -> Counter[tuple[str, str]]:
         """(expected, got) intent pairs that differ, with counts."""
         return Counter((o.case.intent, str(o.got.get("intent"))) for o in self.outcomes if not o.intent_ok)
@@ -133,6 +149,11 @@ class Report:
         ]
         for intent, (right, count) in self.per_intent().items():
             lines.append(f"  {intent:<12} {right:>4}/{count:<4} {self._share(right, count):6.1%}")
+        categories = self.per_tag()
+        if categories:
+            lines += ["", "per category (joint, by tag)"]
+            for tag, (right, count) in categories.items():
+                lines.append(f"  {tag:<12} {right:>4}/{count:<4} {self._share(right, count):6.1%}")
         confusion = self.confusion()
         lines += ["", "confusion (expected -> got)"]
         if not confusion:

@@ -10,9 +10,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when PyYAML was built with it: the grammar loads in a tenth of the time."""
 
 OUT_OF_SCOPE = "_outofscope"
 """The pseudo-intent for requests Operator does not perform ("restart auth"): they are `unknown`."""
@@ -37,9 +40,12 @@ class IntentRules:
     required: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Score:
-    """One intent's total for one text, and what contributed to it (shown by the REPL)."""
+class Score(NamedTuple):
+    """One intent's total for one text, and what contributed to it (shown by the REPL).
+
+    A named tuple rather than a dataclass: every text makes one per intent, and a frozen dataclass
+    costs five times as much to build.
+    """
 
     intent: str
     total: float
@@ -65,7 +71,7 @@ class Grammar:
 
     @classmethod
     def from_yaml(cls, text: str) -> Grammar:
-        data: dict[str, Any] = yaml.safe_load(text)
+        data: dict[str, Any] = yaml.load(text, Loader=_Loader)
         _check_words(data)
         lexicon = {name: tuple(_phrase(p) for p in phrases) for name, phrases in data["lexicon"].items()}
         intents: dict[str, IntentRules] = {}
@@ -109,6 +115,10 @@ class Grammar:
                 words.update(phrase.split())
         return words
 
+    def command_words(self) -> set[str]:
+        """Every word that names a command ("logs", "mute", "oncall"): what abbreviations expand to."""
+        return {word for rules in self.intents.values() for word in rules.commands}
+
     def lead_word(self, words: Sequence[str]) -> str | None:
         """The first word of a request after greetings and politeness ("pls can u restart" -> restart)."""
         return next((w for w in words if w not in self.lead_skip), None)
@@ -138,17 +148,49 @@ class Grammar:
                     found.setdefault(owner, set()).add(phrase)
         return found
 
-    def lexicon_features(self, words: Sequence[str]) -> set[str]:
+    def phrases(self, words: Sequence[str]) -> Mapping[str, set[Phrase]]:
+        """Every phrase of the grammar found in the text, by owner; compute once per text and pass it to
+        `lexicon_features` and `score`."""
+        return self._phrases_in(words)
+
+    def lexicon_features(self, words: Sequence[str], found: Mapping[str, set[Phrase]] | None = None) -> set[str]:
         """The lexicon classes (HEALTHWORD, FOLLOWUP …) present in the text."""
-        return {owner.removeprefix("lexicon:") for owner in self._phrases_in(words) if owner.startswith("lexicon:")}
+        found = self._phrases_in(words) if found is None else found
+        return {owner.removeprefix("lexicon:") for owner in found if owner.startswith("lexicon:")}
 
     def has(self, lexicon_class: str, words: Sequence[str]) -> bool:
         return f"lexicon:{lexicon_class}" in self._phrases_in(words)
 
+    @cached_property
+    def _lexicon_words(self) -> dict[str, frozenset[str]]:
+        """Lexicon class -> its one-word phrases, for `has` on a single word."""
+        return {
+            name: frozenset(p.strip() for p in phrases if " " not in p.strip())
+            for name, phrases in self.lexicon.items()
+        }
+
+    def has_word(self, lexicon_class: str, word: str) -> bool:
+        """`has(lexicon_class, [word])` without scanning the phrase index."""
+        return word in self._lexicon_words.get(lexicon_class, frozenset())
+
+    def _longest_first(self, classes: Collection[str]) -> tuple[Phrase, ...]:
+        key = tuple(sorted(classes))
+        cached = self._only_phrases.get(key)
+        if cached is None:
+            cached = tuple(sorted((p for c in key for p in self.lexicon.get(c, ())), key=len, reverse=True))
+            self._only_phrases[key] = cached
+        return cached
+
+    @cached_property
+    def _only_phrases(self) -> dict[tuple[str, ...], tuple[Phrase, ...]]:
+        return {}
+
     def only(self, classes: Collection[str], words: Sequence[str]) -> bool:
         """True when the text is nothing but phrases of the given lexicon classes ("yes please")."""
+        if not words:
+            return False
         remaining = _haystack(words)
-        phrases = sorted((p for c in classes for p in self.lexicon.get(c, ())), key=len, reverse=True)
+        phrases = self._longest_first(classes)
         changed = True
         while changed and remaining.strip():
             changed = False
@@ -156,7 +198,7 @@ class Grammar:
                 if phrase in remaining:
                     remaining = remaining.replace(phrase, " ")
                     changed = True
-        return bool(words) and not remaining.strip()
+        return not remaining.strip()
 
     @cached_property
     def _word_index(self) -> dict[str, list[tuple[str, float, bool]]]:
@@ -170,51 +212,95 @@ class Grammar:
         return index
 
     @cached_property
-    def _features(self) -> dict[str, tuple[tuple[frozenset[str], str, float], ...]]:
-        return {
-            name: tuple((frozenset(f.split("+")), f, w) for f, w in rules.features.items())
-            for name, rules in self.intents.items()
-        }
+    def _feature_index(self) -> dict[str, list[tuple[str, frozenset[str], str, float]]]:
+        """A feature's first part -> (intent, all its parts, the feature as written, weight)."""
+        index: dict[str, list[tuple[str, frozenset[str], str, float]]] = {}
+        for name, rules in self.intents.items():
+            for feature, weight in rules.features.items():
+                parts = feature.split("+")
+                index.setdefault(parts[0], []).append((name, frozenset(parts), feature, weight))
+        return index
 
-    def score(self, words: Sequence[str], features: Collection[str]) -> list[Score]:
-        """Every intent's score, best first (ties keep the YAML order)."""
-        found = self._phrases_in(words)
+    @cached_property
+    def _lead_index(self) -> dict[str, tuple[str, ...]]:
+        """A first word -> the intents it names ("logs …", "alert …" for alerts)."""
+        index: dict[str, list[str]] = {}
+        for name in self.intents:
+            for word in dict.fromkeys((name, name.rstrip("s"))):
+                index.setdefault(word, []).append(name)
+        return {word: tuple(names) for word, names in index.items()}
+
+    @cached_property
+    def _zero_scores(self) -> dict[str, Score]:
+        """The score of an intent the text says nothing for (immutable, so shared by every text)."""
+        return {name: Score(name, 0.0, False, ()) for name in self.intents}
+
+    @cached_property
+    def _solo_index(self) -> dict[str, tuple[str, ...]]:
+        index: dict[str, list[str]] = {}
+        for name, rules in self.intents.items():
+            for word in rules.solo:
+                index.setdefault(word, []).append(name)
+        return {word: tuple(names) for word, names in index.items()}
+
+    def score(
+        self, words: Sequence[str], features: Collection[str], found: Mapping[str, set[Phrase]] | None = None
+    ) -> list[Score]:
+        """Every intent's score, best first (ties keep the YAML order).
+
+        Only what the text holds is visited (its words, phrases, leading word and features, each through
+        an index); every intent still gets a `Score`, so callers see the whole table.
+        """
+        found = self._phrases_in(words) if found is None else found
         polite = found.get("lexicon:POLITE", set())
         content = [w for w in words if f" {w} " not in polite]
         solo_word = content[0] if len(content) == 1 else None
-        lead = words[0] if words else None
-        present = set(features)
-        totals = dict.fromkeys(self.intents, 0.0)
-        explicit = dict.fromkeys(self.intents, False)
-        hits: dict[str, list[tuple[str, float]]] = {name: [] for name in self.intents}
-        for word in set(words):
+        totals: dict[str, float] = {}
+        explicit: set[str] = set()
+        hits: dict[str, list[tuple[str, float]]] = {}
+
+        def add(intent: str, what: str, weight: float) -> None:
+            totals[intent] = totals.get(intent, 0.0) + weight
+            hits.setdefault(intent, []).append((what, weight))
+
+        for word in dict.fromkeys(words):
             for intent, weight, names_it in self._word_index.get(word, ()):
-                totals[intent] += weight
-                explicit[intent] = explicit[intent] or names_it
-                hits[intent].append((word, weight))
+                add(intent, word, weight)
+                if names_it:
+                    explicit.add(intent)
+        strong = self.command_weight - 0.5
         for owner, phrases in found.items():
             rules = self.intents.get(owner)
             if rules is None:
                 continue
             for phrase in phrases:
                 weight = rules.phrases[phrase]
-                totals[owner] += weight
-                explicit[owner] = explicit[owner] or weight >= self.command_weight - 0.5
-                hits[owner].append((f"'{phrase.strip()}'", weight))
-        for name, rules in self.intents.items():
-            if lead is not None and lead in (name, name.rstrip("s")):
-                totals[name] += self.lead_weight
-                hits[name].append(("lead", self.lead_weight))
-            if solo_word is not None and solo_word in rules.solo:
-                totals[name] += self.solo_weight
-                explicit[name] = True
-                hits[name].append((f"solo {solo_word}", self.solo_weight))
-            for parts, feature, weight in self._features[name]:
+                add(owner, f"'{phrase.strip()}'", weight)
+                if weight >= strong:
+                    explicit.add(owner)
+        if words:
+            for intent in self._lead_index.get(words[0], ()):
+                add(intent, "lead", self.lead_weight)
+        if solo_word is not None:
+            for intent in self._solo_index.get(solo_word, ()):
+                add(intent, f"solo {solo_word}", self.solo_weight)
+                explicit.add(intent)
+        present = set(features)
+        for feature in present:
+            for intent, parts, written, weight in self._feature_index.get(feature, ()):
                 if parts <= present:
-                    totals[name] += weight
-                    hits[name].append((feature, weight))
-        scores = [Score(name, round(totals[name], 3), explicit[name], tuple(hits[name])) for name in self.intents]
-        return sorted(scores, key=lambda s: -s.total)
+                    add(intent, written, weight)
+        zero = self._zero_scores
+        scores = [
+            Score(name, round(totals[name], 3), name in explicit, tuple(hits[name])) if name in totals else zero[name]
+            for name in self.intents
+        ]
+        scores.sort(key=_by_total)
+        return scores
+
+
+def _by_total(score: Score) -> float:
+    return -score.total
 
 
 def _check_words(data: Mapping[str, Any]) -> None:

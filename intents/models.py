@@ -49,6 +49,12 @@ class Intent(StrEnum):
     UNDO = "undo"
     UNSILENCE = "unsilence"
     """An addition to the contract: `unsilence <silence id>` ends a silence by the id the bot gave."""
+    ONCALL = "oncall"
+    """Who is on call now, in one schedule or every one."""
+    TAKE = "take"
+    """The texting operator takes a schedule's pager now (an override), for a while or to the shift's end."""
+    ESCALATE = "escalate"
+    """Move an alert to the next step of its escalation policy now."""
     UNKNOWN = "unknown"
 
 
@@ -99,9 +105,11 @@ class Context:
     """
 
     intent: Intent | None = None
-    """The user's last runnable command …"""
+    """The user's last query command (`metrics`, `logs`, `graph`, `health`, `db`, `gateway`, `alerts`) …"""
     slots: Mapping[str, SlotValue] = field(default_factory=dict)
-    """… and its slots, which follow-ups complete themselves from."""
+    """… and its slots, which follow-ups complete themselves from; plus `alert`, the alert of the user's
+    last alert command (silence, ack, escalate), which "ack it" takes. Kept among the slots so that every
+    context store already persists it; a query command never takes `alert` from here."""
     suggestion: str | None = None
     """The strict command offered by the last "Did you mean …?"; a bare "Y" runs it."""
     pending_code: str | None = None
@@ -111,7 +119,13 @@ class Context:
 
     @property
     def empty(self) -> bool:
-        return self.intent is None and self.suggestion is None and self.pending_code is None and not self.alerts
+        return (
+            self.intent is None
+            and not self.slots
+            and self.suggestion is None
+            and self.pending_code is None
+            and not self.alerts
+        )
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,8 @@ class Trace:
     context_used: tuple[str, ...]
     """Slot names (or "intent") taken from the user's context."""
     parse: Parse
+    unsure: str = ""
+    """Why a write command was asked about instead of run ("two alerts named (2, HighCPU)"); "" if it was not."""
     follow_up: bool = False
     """Phrased as a continuation ("what about memory?", "ack it"), context or not: without the context,
     the bot says it could not remember rather than answer as if the text stood alone."""

@@ -1,8 +1,10 @@
-"""The intent pipeline: normalise, strict syntax, typo correction, entities, scoring, follow-ups.
+"""The intent pipeline: normalise, rewrite, strict syntax, typo correction, entities, scoring, follow-ups.
 
 `Parser.parse(text, context)` is the one call the bot, the batch tool and the REPL make. It is
 pure (same text and context, same result) and never raises for any text; `Parser.explain` returns
-the whole trace for tuning.
+the whole trace for tuning. A write command (silence, ack, take, escalate) whose alert, duration or
+end time the text gives two ways, or in a way the rules cannot read, is never guessed: the parse is
+`unknown` with a suggestion, and the trace says why.
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from intents.catalog import Catalog
-from intents.durations import NUMBER_WORDS, UNIT_SECONDS
-from intents.entities import EntityRules
-from intents.followup import SLOTS_OF, merge
+from rapidfuzz.distance import OSA
+
+from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS, Catalog
+from intents.durations import NUMBER_WORDS, TENS, UNIT_SECONDS, UNITS_1_19
+from intents.entities import UNTIL_WORDS, EntityRules
+from intents.followup import SLOTS_OF, merge, query_slots
 from intents.fuzzy import Corrector, IsCommonWord, english_words
 from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Score
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
 from intents.render import render
-from intents.slots import Analysis, fill, refers_back
+from intents.rewrite import Rewriter
+from intents.slots import UNSURE, Analysis, fill, refers_back
+from intents.stopwords import FILLER
 from intents.strict import parse_strict
 from intents.tokens import Token, tokenize
 
@@ -43,8 +49,24 @@ _ACCEPTS: dict[Intent, frozenset[str]] = {
     Intent.ACK: frozenset({"ALERTREF", "ALERTNAME"}),
 }
 """Entities that, alone in a text, continue the previous command ("what about checkout?")."""
-_PREPOSITIONS = frozenset({"on", "for", "in", "at", "of", "from", "about", "to"})
 _SLOT_LABELS = frozenset(label for labels in _ACCEPTS.values() for label in labels)
+WRITES = frozenset({Intent.SILENCE, Intent.ACK, Intent.TAKE, Intent.ESCALATE})
+"""Commands that change something: never run on a guess."""
+_REFERENCE_NEXT = frozenset({"it", "this", "that", "them", "to", "#"})
+"""After "bump" at the start of a text, words that make it an escalation ("bump it"), not an action."""
+_RANGE_NAMES = frozenset({"last", "past", "previous"})
+_BEFORE_UNIT = frozenset({"last", "past", "previous", "prior", "next", "lst", "pst", "a", "an", "few", "couple",
+                          "several", *NUMBER_WORDS})  # fmt: skip
+_COUNT = re.compile(r"^\d+(?:\.\d+)?$")
+_UNIT_WORDS = tuple(u for u in UNIT_SECONDS if len(u) >= 3)
+_NEVER_A_CONTINUATION = frozenset({Intent.ONCALL, Intent.TAKE, Intent.ESCALATE})
+"""On-call commands are asked outright: "take payments for six hours" after a payments query is a take."""
+_MOVING_VERBS = frozenset({"bump", "move", "kick", "push", "send", "pass"})
+_AUTOCORRECT_CONTEXT = frozenset({"usage", "space", "utilization", "util", "used", "levels", "show", "graph",
+                                  "chart", "plot", "check", "whats", "how", "much"})  # fmt: skip
+"""Words that may stand beside an autocorrected word ("cup usage on auth") without making it a real one."""
+_MAX_AUTOCORRECT_WORDS = 4
+"""Texts longer than this are prose, where "desk" or "card" mean themselves."""
 
 
 class Parser:
@@ -59,14 +81,53 @@ class Parser:
         self.catalog = catalog or Catalog()
         self.grammar = grammar or Grammar.default()
         self.entities = EntityRules(self.catalog)
-        vocabulary = self.grammar.vocabulary() | _catalog_words(self.catalog) | set(UNIT_SECONDS) | set(NUMBER_WORDS)
-        commands = {i.value for i in Intent}
+        catalog_words = _catalog_words(self.catalog)
+        numbers = set(NUMBER_WORDS) | set(TENS) | set(UNITS_1_19) | {"hundred"}
+        vocabulary = self.grammar.vocabulary() | catalog_words | set(UNIT_SECONDS) | numbers | UNTIL_WORDS
+        commands = {i.value for i in Intent} | {"alerts", "logs", "metrics", "escalate"}
         self._is_common = is_common_word or english_words()
-        self.corrector = Corrector(vocabulary, self._is_common, preferred=commands)
-        self._joinable = frozenset(
-            {w for words in self.catalog.metrics.values() for w in words if " " not in w}
-            | {w for s in self.catalog.services for w in (s, f"{s}s")}
-            | commands
+        names = catalog_words | commands | UNTIL_WORDS | set(UNIT_SECONDS) | self.grammar.command_words() | _RANGE_NAMES
+        self.corrector = Corrector(vocabulary, self._is_common, preferred=commands, names=names)
+        metric_words = {w for words in self.catalog.metrics.values() for w in words if " " not in w}
+        services = {w for s in self.catalog.services for w in (s, f"{s}s")}
+        halves = (
+            services
+            | metric_words
+            | {w for table in (LEVEL_WORDS, DB_METRIC_WORDS) for words in table.values() for w in words}
+            | {w for words in self.catalog.systems.values() for w in words if " " not in w}
+            | {"logs", "log", "health", "metrics", "graph", "alerts", "status"}
+        )
+        protected = vocabulary | {name.lower() for name in self.catalog.alert_names}
+        self.rewriter = Rewriter(metric_words | services | commands, halves, protected, self._is_common)
+        self._confusable_metrics = {
+            word: alias
+            for alias, words in self.catalog.metrics.items()
+            for word in (alias, *words)
+            if word.isalpha() and len(word) >= 3 and (word == alias or (len(word) >= 4 and not self._is_common(word)))
+        }
+        self._confusable_metrics["logs"] = "logs"
+        self._confusable_services = {s: s for s in self.catalog.services if len(s) >= 3}
+        pairs = [
+            phrase.split()
+            for table in (self.catalog.metrics, self.catalog.systems, LEVEL_WORDS, DB_METRIC_WORDS, ALERT_STATE_WORDS)
+            for phrases in table.values()
+            for phrase in phrases
+            if phrase.count(" ") == 1
+        ]
+        self._second_words: dict[str, frozenset[str]] = {}
+        for first, second in pairs:
+            if second.isalpha() and len(second) >= 3:
+                self._second_words[first] = self._second_words.get(first, frozenset()) | {second}
+        self._write_verbs = {
+            word: intent.value for intent in WRITES for word in self.grammar.intents[intent.value].commands
+        }
+        self._write_verbs["bump"] = Intent.ESCALATE.value
+        self._alert_names = frozenset(name.lower() for name in self.catalog.alert_names)
+        self._reply_words = frozenset(
+            word
+            for cls in ("AFFIRM", "POLITE")
+            for phrase in self.grammar.lexicon.get(cls, ())
+            for word in phrase.split()
         )
 
     def parse(self, text: str, context: Context | None = None) -> Parse:
@@ -80,14 +141,20 @@ class Parser:
         """
         context = context or Context()
         normalized = normalize(text)
-        tokens = self._join_split_words(tokenize(normalized))
+        strict = self._strict(normalized)
+        if strict is not None and not detail:
+            # The fast path: a well-formed strict command is taken literally, before any tokenising (a
+            # bare "y", which answers the last question, is never strict: see `_strict`).
+            return self._trace(text, normalized, Analysis((), (), (), ()), strict, ())
+        tokens, rewrites = self.rewriter.rewrite(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
-        answer = self._answer([self._spelled(w) for w in plain], context) if plain else None
-        strict = None if answer else self._strict(normalized)
+        answer = self._answer(self._replied(plain), context) if plain else None
+        if answer is None and strict is None and plain:
+            strict = self._strict_words(tokens)
         if detail or not (answer or strict):
-            analysis = self.analyse(tokens)
+            analysis = self.analyse(tokens, rewrites)
         else:
-            analysis = Analysis(tokens, tuple(t.lower for t in tokens), (), ())
+            analysis = Analysis(tokens, tuple(t.lower for t in tokens), rewrites, ())
         if answer is not None:
             return self._trace(
                 text, normalized, analysis, answer, ("intent",) if answer.source is Source.CONTEXT else ()
@@ -97,57 +164,49 @@ class Parser:
         if not plain:
             return self._trace(text, normalized, analysis, _unknown("help" if normalized else None), ())
         scores, features = self._score(analysis)
-        parse, used = self._decide(analysis, features, scores, context)
+        parse, used, unsure = self._decide(analysis, features, scores, context)
         follow_up = "FOLLOWUP" in features or refers_back(analysis)
-        return self._trace(text, normalized, analysis, parse, used, scores, follow_up)
+        return self._trace(text, normalized, analysis, parse, used, scores, follow_up, unsure)
 
-    def _join_split_words(self, tokens: list[Token]) -> tuple[Token, ...]:
-        """ "pay ment", "cpu on check out": dictation splits names in two; join them back.
-
-        Only into a service, metric word or command name, and only when the second half is not a
-        word of its own ("ment") or a preposition shows a name is meant ("on check out", not
-        "check out the logs").
-        """
-        joined: list[Token] = []
-        index = 0
-        while index < len(tokens):
-            first = tokens[index]
-            second = tokens[index + 1] if index + 1 < len(tokens) else None
-            if (
-                second is not None
-                and first.kind == second.kind == "word"
-                and not (first.quoted or second.quoted)
-                and second.start == first.end + 1
-                and first.lower + second.lower in self._joinable
-                and (not self._is_common(second.lower) or (joined and joined[-1].lower in _PREPOSITIONS))
-            ):
-                text = first.text + second.text
-                joined.append(Token(text, text.lower(), first.start, second.end, "word"))
-                index += 2
-                continue
-            joined.append(first)
-            index += 1
-        return tuple(joined)
+    def _strict_words(self, tokens: tuple[Token, ...]) -> Parse | None:
+        """Strict syntax after the rewrites: "silence 2 forty five minutes" is not strict, but a command
+        word run together with its argument ("healthdatabase", "dbconnections") is."""
+        if len(tokens) != 2 or tokens[0].end != tokens[1].start or any(t.kind != "word" for t in tokens):
+            return None
+        return self._strict(f"{tokens[0].lower} {tokens[1].lower}")
 
     def _strict(self, normalized: str) -> Parse | None:
         """The strict parse, ignoring trailing "?!." and refusing log terms that are misspelt services."""
-        parse = parse_strict(normalized.rstrip("?!. "), self.catalog)
+        parse = parse_strict(normalized.rstrip("?!. "), self.catalog, self._spell_service)
         if parse is not None and parse.intent is Intent.LOGS:
             for term in terms_of(parse.slots):
                 correction = self.corrector.correct(term)
                 if correction is not None and correction.corrected in self.catalog.services:
                     return None  # "logs error paymnet": let the language rules fix the typo
+        if parse is not None and parse.intent is Intent.GATEWAY:
+            endpoint = str(parse.slots.get("endpoint", ""))
+            correction = self.corrector.correct(endpoint) if endpoint.isalpha() else None
+            if correction is not None and correction.corrected in {"status", "stats", *self.catalog.services}:
+                return None  # "gateway stauts": a typo of status or of a service, not a route of that name
+        if parse is not None and parse.intent is Intent.CONFIRM and "code" not in parse.slots:
+            return None  # a bare "y"/"yes" answers the last question: the context decides
         return parse
 
-    def analyse(self, tokens: tuple[Token, ...]) -> Analysis:
-        """Typo correction and entity extraction over the tokens."""
+    def _spell_service(self, word: str) -> str | None:
+        correction = self.corrector.correct(word)
+        return correction.corrected if correction is not None else None
+
+    def analyse(self, tokens: tuple[Token, ...], rewrites: tuple[Correction, ...] = ()) -> Analysis:
+        """Typo correction and entity extraction over the tokens (already rewritten)."""
         words: list[str] = []
-        corrections: list[Correction] = []
+        corrections: list[Correction] = list(rewrites)
         content: list[str] = []
         for token in tokens:
             word = token.lower
             if token.kind == "word" and not token.quoted:
                 correction = None if _is_camel_case(token.text) else self._correct(word)
+                if words and word not in UNIT_SECONDS and (words[-1] in _BEFORE_UNIT or _COUNT.match(words[-1])):
+                    correction = self._unit(word) or correction  # "last hout", "2 ours": a unit is due
                 if correction is not None:
                     corrections.append(correction)
                     content.extend(correction.corrected.split())
@@ -155,8 +214,78 @@ class Parser:
                 else:
                     content.append(word)
             words.append(word)
+        self._complete_phrases(tokens, words, corrections)
         entities = self.entities.extract(tokens, words)
-        return Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
+        analysis = Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
+        return self._autocorrected(analysis) or analysis
+
+    def _autocorrected(self, analysis: Analysis) -> Analysis | None:
+        """A phone's autocorrect turned a name into an everyday word: "cup usage on auth", "desk space on
+        search", "cart memo usage", "card memory", "show payment loge".
+
+        Everyday words are never typo-corrected, so this is a rule of its own, kept narrow: a short text
+        with a service and no metric (or a metric and no service), one word that explains nothing else,
+        one edit (or a dropped ending) away from one metric or service name of the missing kind.
+        """
+        labels = analysis.labels()
+        if "METRIC" not in labels and "SERVICE" in labels and "LEVEL" not in labels:
+            targets = self._confusable_metrics
+        elif "SERVICE" not in labels and "METRIC" in labels:
+            targets = self._confusable_services
+        else:
+            return None
+        covered = analysis.covered()
+        loose = [
+            i for i, (token, word) in enumerate(zip(analysis.tokens, analysis.words, strict=True))
+            if token.kind == "word" and i not in covered and word not in FILLER and word not in _AUTOCORRECT_CONTEXT
+        ]  # fmt: skip
+        if len(loose) != 1 or len(analysis.content) > _MAX_AUTOCORRECT_WORDS:
+            return None
+        index = loose[0]
+        word = analysis.words[index]
+        if not (word.isalpha() and len(word) >= 3 and self._is_common(word)) or word in self.corrector.vocabulary:
+            return None
+        found = {value for name, value in targets.items() if _confusable(word, name)}
+        if len(found) != 1:
+            return None
+        target = next(name for name, value in targets.items() if value in found and _confusable(word, name))
+        tokens = list(analysis.tokens)
+        old = tokens[index]
+        tokens[index] = Token(old.text, target, old.start, old.end, old.kind)
+        words = [*analysis.words[:index], target, *analysis.words[index + 1 :]]
+        entities = self.entities.extract(tokens, words)
+        content = tuple(target if w == word else w for w in analysis.content)
+        correction = Correction(word, target, 1)
+        return Analysis(tuple(tokens), tuple(words), (*analysis.corrections, correction), tuple(entities), content)
+
+    def _complete_phrases(self, tokens: Sequence[Token], words: list[str], corrections: list[Correction]) -> None:
+        """The second word of a two-word name slipped ("error rat", "connection poll", "response tme"):
+        after the first word of such a name, a word one edit from its second word is that word, even an
+        everyday one. Changes `words` in place; the correction joins the others in the trace."""
+        for index in range(1, len(words)):
+            seconds = self._second_words.get(words[index - 1])
+            word = words[index]
+            if not seconds or word in self.corrector.vocabulary or len(word) < 3 or not word.isalpha():
+                continue
+            if tokens[index].quoted:
+                continue
+            found = [second for second in seconds if _confusable(word, second)]
+            if len(found) == 1:
+                corrections.append(Correction(word, found[0], 1))
+                words[index] = found[0]
+
+    def _unit(self, word: str) -> Correction | None:
+        """The time unit a word after a number or "last" is one edit from ("hout", "ours", "minuts"), if
+        exactly one. Everyday words only for the longer units ("ours" -> hours, not "ways" -> days)."""
+        if len(word) < 3 or not word.isalpha():
+            return None
+        common = self._is_common(word)
+        found = {
+            UNIT_SECONDS[unit]: unit
+            for unit in _UNIT_WORDS
+            if (not common or (len(word) >= 4 and len(unit) >= 5)) and _confusable(word, unit)
+        }
+        return Correction(word, next(iter(found.values())), 1) if len(found) == 1 else None
 
     def _spelled(self, word: str) -> str:
         correction = self._correct(word) if not _CODE.match(word) else None
@@ -167,8 +296,19 @@ class Parser:
         expansion = self.grammar.shorthand.get(word)
         return Correction(word, expansion, 0) if expansion else self.corrector.correct(word)
 
+    def _replied(self, plain: list[str]) -> list[str]:
+        """The words spelt out for `_answer`, or [] when one of them cannot be in a reply: a reply is
+        affirmations, politeness and a code, so "cpu on checkout" needs no spelling of "checkout"."""
+        if not any(_CODE.match(w) or _GLUED_CODE.match(w) for w in plain):
+            for word in plain:
+                if word not in self._reply_words and self._spelled(word) not in self._reply_words:
+                    return []
+        return [self._spelled(w) for w in plain]
+
     def _answer(self, plain: list[str], context: Context) -> Parse | None:
         """Replies to a question the bot asked: "Y", "yes 4821", a bare code."""
+        if not plain:
+            return None
         code = next((w for w in plain if _CODE.match(w)), None)
         glued = next((m.group(1) for w in plain if (m := _GLUED_CODE.match(w))), None)
         code = code or glued
@@ -194,20 +334,41 @@ class Parser:
     def _score(self, analysis: Analysis) -> tuple[list[Score], set[str]]:
         """Every intent's score for the text, and the features it was scored on."""
         content = analysis.content
-        features = analysis.labels() | self.grammar.lexicon_features(content)
+        found = self.grammar.phrases(content)
+        features = analysis.labels() | self.grammar.lexicon_features(content, found)
         if any(t.quoted for t in analysis.tokens):
             features.add("QUOTED")
         if any(t.kind == "path" for t in analysis.tokens):
             features.add("PATH")
         lead = self.grammar.lead_word(content)
-        if lead is not None and self.grammar.has("ACTION", [lead]):
+        if lead is not None and self.grammar.has_word("ACTION", lead) and not _escalation(analysis, lead):
             features.add("ACTIONLEAD")
-        return self.grammar.score(content, features), features
+        features |= self._objects(analysis)
+        return self.grammar.score(content, features, found), features
+
+    def _objects(self, analysis: Analysis) -> set[str]:
+        """ "OBJECT:silence" when a command word is followed by the alert it acts on ("silence HighMemory",
+        "ack alert 2", "escalate it"): in a ramble that also says "the alert keeps going off", the verb
+        with its object is what is asked."""
+        found: set[str] = set()
+        starts = {e.start for e in analysis.entities if e.label in ("ALERTNAME", "ALERTREF")}
+        for index, word in enumerate(analysis.words):
+            intent = self._write_verbs.get(word)
+            if intent is None:
+                continue
+            following = index + 1
+            while following < len(analysis.words) and analysis.words[following] in ("the", "that", "alert"):
+                following += 1
+            word = analysis.words[following] if following < len(analysis.words) else ""
+            if following in starts or word == "it" or (word.isdigit() and len(word) <= 3):
+                found.add(f"OBJECT:{intent}")
+        return found
 
     def _decide(
         self, analysis: Analysis, features: set[str], scores: list[Score], context: Context
-    ) -> tuple[Parse, tuple[str, ...]]:
-        """The command for a free-form text: the best intent, unless it is weak, refused or ambiguous."""
+    ) -> tuple[Parse, tuple[str, ...], str]:
+        """The command for a free-form text: the best intent, unless it is weak, refused, ambiguous or a
+        write the text leaves unsure (the third value says why it asks, "" otherwise)."""
         table = {s.intent: s.total for s in scores}
         real = [s for s in scores if s.intent not in PSEUDO_INTENTS]
         best, second = real[0], real[1]
@@ -216,36 +377,46 @@ class Parser:
         if not refused and best.total < self.grammar.min_score:
             followed = self._continue(analysis, context) if context.intent is not None else None
             if followed is not None:
-                return followed
+                return (*followed, "")
             smalltalk = table.get(SMALLTALK, 0.0)
             chat = smalltalk > 0 and smalltalk >= best.total
-            return _unknown(None if chat else self._suggest_from(best, analysis), best, second), ()
+            return _unknown(None if chat else self._suggest_from(best, analysis), best, second), (), ""
         if refused:
-            return _unknown(None, best, second), ()
+            return _unknown(None, best, second), (), ""
 
         intent = self._stay_on_topic(Intent(best.intent), best, analysis, context)
         slots = fill(intent, analysis, self.catalog)
+        unsure = str(slots.pop(UNSURE, "")) if intent in WRITES else ""
+        slots.pop(UNSURE, None)
+        alert = slots.get("alert")
+        if intent in WRITES and isinstance(alert, str) and alert.isalpha() and alert.islower():
+            if self._is_common(alert) and alert not in self._alert_names:
+                del slots["alert"]  # "escalate my complaint", "silence is golden": no alert is named
+                unsure = unsure or f"{alert!r} is an everyday word, not an alert name"
         if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
-            return _unknown(self._suggestion(intent, slots), best, second), ()
+            return _unknown(self._suggestion(intent, slots), best, second), (), ""
 
         used: tuple[str, ...] = ()
         required = self.grammar.intents[intent.value].required
         missing = [s for s in required if s not in slots]
-        if context.intent is not None and (
-            not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)
-        ):
+        remembered = context.intent is not None or bool(context.slots)
+        if remembered and (not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)):
             slots, used = merge(context, intent, slots)
-        if intent in (Intent.ACK, Intent.SILENCE) and "alert" not in slots and len(context.alerts) == 1:
+        if intent in WRITES and "alert" in required and "alert" not in slots and len(context.alerts) == 1:
             slots["alert"], used = "1", (*used, "alert")  # the only alert the user was sent
+        if intent is Intent.SILENCE and "until" in slots:
+            required = tuple(r for r in required if r != "duration_s")
+        if unsure:  # the suggestion holds only what the text itself says, never an alert from before
+            return _unknown(self._suggestion(intent, _own(slots, used)), best, second), (), unsure
         if any(s not in slots for s in required):
-            return _unknown(self._suggestion(intent, slots), best, second), used
+            return _unknown(self._suggestion(intent, slots), best, second), used, unsure
         source = Source.CONTEXT if used else Source.NL
-        return self._command(intent, slots, _confidence(best, second), source), used
+        return self._command(intent, slots, _confidence(best, second), source), used, ""
 
     def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
         """After `graph memory …`, "what about disk?" is still a graph: a text that names no command and
         whose slots all fit the previous command continues it."""
-        if best.explicit or context.intent is None or context.intent is intent:
+        if best.explicit or context.intent is None or context.intent is intent or intent in _NEVER_A_CONTINUATION:
             return intent
         labels = analysis.labels() & _SLOT_LABELS
         if labels and labels <= _ACCEPTS.get(context.intent, frozenset()):
@@ -257,7 +428,7 @@ class Parser:
         assert context.intent is not None
         content = analysis.content
         if content and self.grammar.only({"REPEAT", "POLITE", "FOLLOWUP"}, content):
-            return self._command(context.intent, dict(context.slots), 0.8, Source.CONTEXT), ("intent",)
+            return self._command(context.intent, query_slots(context), 0.8, Source.CONTEXT), ("intent",)
         if not analysis.labels() & _ACCEPTS.get(context.intent, frozenset()):
             return None
         slots = fill(context.intent, analysis, self.catalog)
@@ -288,9 +459,14 @@ class Parser:
         if intent is Intent.SILENCE:
             if "alert" not in slots:
                 return "alerts"
-            slots.setdefault("duration_s", 3600)
-        if intent is Intent.ACK and "alert" not in slots:
+            if "until" not in slots:
+                slots.setdefault("duration_s", 3600)
+            else:
+                slots.pop("duration_s", None)
+        if intent in (Intent.ACK, Intent.ESCALATE) and "alert" not in slots:
             return "alerts"
+        if intent is Intent.TAKE and "schedule" not in slots:
+            return "oncall"  # "take a break": offer to look, never to take a pager
         return render(intent, slots, self.catalog) or None
 
     def _trace(
@@ -302,6 +478,7 @@ class Parser:
         used: tuple[str, ...],
         scores: Sequence[Score] = (),
         follow_up: bool = False,
+        unsure: str = "",
     ) -> Trace:
         return Trace(
             text=text,
@@ -313,6 +490,7 @@ class Parser:
             reasons={s.intent: s.hits for s in scores if s.hits},
             context_used=used,
             parse=parse,
+            unsure=unsure,
             follow_up=follow_up,
         )
 
@@ -334,15 +512,43 @@ def _confidence(best: Score, second: Score) -> float:
     return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
 
 
+def _own(slots: Slots, used: tuple[str, ...]) -> Slots:
+    """The slots without those taken from the context."""
+    return {name: value for name, value in slots.items() if name not in used}
+
+
+def _escalation(analysis: Analysis, lead: str) -> bool:
+    """ "bump it", "move alert 1 to the next step", "kick HighCPU up the chain": the verb moves an alert
+    on, it does not change a system (so the text is not out of scope for starting with an action)."""
+    if lead not in _MOVING_VERBS or lead not in analysis.words:
+        return False
+    start = analysis.words.index(lead) + 1
+    following = start
+    while following < len(analysis.words) and analysis.words[following] in ("the", "alert", "alarm"):
+        following += 1
+    word = analysis.words[following] if following < len(analysis.words) else ""
+    named = any(
+        e.start <= following and e.end > start for e in analysis.entities if e.label in ("ALERTREF", "ALERTNAME")
+    )
+    return named or word in _REFERENCE_NEXT or (word.isdigit() and len(word) <= 3)
+
+
+def _confusable(word: str, name: str) -> bool:
+    """One edit apart (a transposition counts as one), or `word` is `name` with its end cut ("memo")."""
+    if abs(len(word) - len(name)) <= 1 and OSA.distance(word, name, score_cutoff=1) <= 1:
+        return True
+    return len(word) >= 4 and name.startswith(word) and len(name) - len(word) <= 2
+
+
 def _is_camel_case(text: str) -> bool:
     """HighCPU, DiskFull: alert names, never corrected (ALL CAPS shouting still is)."""
+    if text.islower() or text.isupper():
+        return False
     return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)
 
 
 def _catalog_words(catalog: Catalog) -> set[str]:
-    from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS
-
-    words: set[str] = set()
+    words: set[str] = set(catalog.schedule_words)
     for service in catalog.services:
         words |= {service, f"{service}s"}
     for table in (catalog.metrics, catalog.systems, catalog.service_aliases, LEVEL_WORDS, DB_METRIC_WORDS,

@@ -29,13 +29,23 @@ def render(intent: Intent, slots: Mapping[str, SlotValue], catalog: Catalog | No
         parts += [_term(t, catalog) for t in terms_of(slots)]
         parts += _keyed(slots)
     elif intent is Intent.SILENCE:
-        parts += [str(slots["alert"]), format_duration(seconds_of(slots, "duration_s") or 0)]
+        parts.append(str(slots["alert"]))
+        until = slots.get("until")
+        parts.append(
+            f"until={until}" if isinstance(until, str) else format_duration(seconds_of(slots, "duration_s") or 0)
+        )
+    elif intent is Intent.TAKE:
+        if "schedule" in slots:
+            parts.append(str(slots["schedule"]))
+        seconds = seconds_of(slots, "duration_s")
+        if seconds is not None:
+            parts.append(format_duration(seconds))
     elif intent is Intent.CONFIRM:
         parts = ["y", str(slots["code"])] if "code" in slots else ["confirm"]
     else:
         single = {Intent.HELP: "topic", Intent.HEALTH: "system", Intent.DB: "metric",
                   Intent.GATEWAY: "endpoint", Intent.ALERTS: "state", Intent.ACK: "alert",
-                  Intent.UNSILENCE: "id"}.get(intent)  # fmt: skip
+                  Intent.UNSILENCE: "id", Intent.ESCALATE: "alert", Intent.ONCALL: "schedule"}.get(intent)  # fmt: skip
         if single and single in slots:
             parts.append(str(slots[single]))
     return " ".join(parts)

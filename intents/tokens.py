@@ -8,7 +8,7 @@ and handed to spaCy as a ready `Doc`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
 _QUOTED = re.compile(r"\"([^\"]+)\"|(?<!\w)'([^']+)'(?!\w)")
@@ -23,9 +23,8 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Token:
-    """One word or mark of the text, with where it came from."""
+class Token(NamedTuple):
+    """One word or mark of the text, with where it came from (a named tuple: texts make dozens)."""
 
     text: str
     """As typed (apostrophes inside words removed), case kept."""
@@ -45,11 +44,11 @@ class Token:
 def tokenize(text: str) -> list[Token]:
     """Cut `text` into tokens; apostrophes inside words vanish so "what's" and "whats" agree."""
     text = _APOSTROPHE.sub("", text)
-    quoted_spans = [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
+    quoted_spans = [(m.start(), m.end()) for m in _QUOTED.finditer(text)] if ('"' in text or "'" in text) else []
     tokens: list[Token] = []
     for match in _TOKEN.finditer(text):
-        kind = match.lastgroup or "punct"
+        word = match.group()
         start, end = match.span()
-        quoted = any(q_start < start and end < q_end for q_start, q_end in quoted_spans)
-        tokens.append(Token(match.group(), match.group().lower(), start, end, kind, quoted))
+        quoted = bool(quoted_spans) and any(q_start < start and end < q_end for q_start, q_end in quoted_spans)
+        tokens.append(Token(word, word.lower(), start, end, match.lastgroup or "punct", quoted))
     return tokens

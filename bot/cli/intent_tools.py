@@ -105,6 +105,8 @@ def format_trace(trace: Trace, context: Context) -> str:
         lines.append(f"  context     {before}")
     if trace.context_used:
         lines.append(f"  from ctx    {', '.join(trace.context_used)}")
+    if trace.unsure:
+        lines.append(f"  asks        a write, unsure: {trace.unsure}")
     shown = parse.command or (f"unknown (suggest: {parse.suggestion})" if parse.suggestion else "unknown")
     lines.append(f"  => {shown}   [{parse.source.value}, {parse.confidence:.2f}]")
     lines.append(f"     {json.dumps(parse.to_json(), ensure_ascii=False)}")

@@ -18,8 +18,10 @@ def entities(parser: Parser, text: str) -> list[tuple[str, object]]:
     [
         ("checkout latency", [("SERVICE", "checkout"), ("METRIC", "latency")]),
         ("chekout latncy", [("SERVICE", "checkout"), ("METRIC", "latency")]),
-        ("payments error rate", [("SERVICE", "payment"), ("METRIC", "error_rate")]),
-        ("payment errors", [("SERVICE", "payment"), ("LEVEL", "error")]),
+        # a schedule's name or its singular shadows the service it overlaps (only oncall and take read it)
+        ("payments error rate", [("SERVICE", "payment"), ("SCHEDULE", "payments"), ("METRIC", "error_rate")]),
+        ("payment errors", [("SERVICE", "payment"), ("SCHEDULE", "payments"), ("LEVEL", "error")]),
+        ("who is on call for infra", [("SCHEDULE", "infra")]),
         ("the checkout hosts", [("SERVICE", "checkout")]),
         ("payment-svc p99", [("SERVICE", "payment"), ("METRIC", "latency")]),
         ("response-time on auth", [("METRIC", "latency"), ("SERVICE", "auth")]),
@@ -29,10 +31,10 @@ def entities(parser: Parser, text: str) -> list[tuple[str, object]]:
         ("past day", [("DURATION", 86400)]),
         ("half an hour", [("DURATION", 1800)]),
         ("db conns", [("SYSTEM", "database"), ("DBMETRIC", "connections")]),
-        ("is loki up", [("SYSTEM", "loki")]),  # a monitor named outright is a system of its own
+        ("is loki up", [("SYSTEM", "logs")]),  # a backend named outright is the fixed system of its kind
         ("is the log backend up", [("SYSTEM", "logs")]),
         ("is checkout up", [("SERVICE", "checkout"), ("METRIC", "up")]),
-        ("pull up cpu for payment", [("METRIC", "cpu"), ("SERVICE", "payment")]),
+        ("pull up cpu for payment", [("METRIC", "cpu"), ("SERVICE", "payment"), ("SCHEDULE", "payments")]),
         ("ack #2", [("ALERTREF", "2")]),
         ("silence alert 3 for 1h", [("ALERTREF", "3"), ("DURATION", 3600)]),
         ("the second one", [("ALERTREF", "2")]),

@@ -39,3 +39,13 @@ def test_report_totals() -> None:
 def test_read_cases_skips_blank_lines() -> None:
     line = json.dumps({"id": "x", "user": "+1", "text": "hi", "expect": {"intent": "unknown", "slots": {}}})
     assert [c.id for c in read_cases([line, "", "  "])] == ["x"]
+
+
+def test_report_scores_each_category_by_tag() -> None:
+    report = Report()
+    for tags, ok in ((("strict",), True), (("typo", "free"), False), (("follow-up",), True)):
+        report.outcomes.append(
+            judge(Case("c", "+1", "t", "status", {}, tags), {"intent": "status" if ok else "unknown", "slots": {}})
+        )
+    assert report.per_tag() == {"strict": (1, 1), "free": (0, 1), "typo": (0, 1), "followup": (1, 1)}
+    assert "per category" in report.render() and "typo            0/1" in report.render()

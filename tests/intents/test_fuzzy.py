@@ -56,3 +56,33 @@ def test_ambiguous_typo_prefers_command_names() -> None:
     corrector = Corrector(["stats", "status"], is_common=lambda word: False, preferred=["status"])
     correction = corrector.correct("staus")
     assert correction is not None and correction.corrected == "status"
+
+
+@pytest.mark.parametrize(
+    ("abbreviation", "word"),
+    [("pymnt", "payment"), ("chkout", "checkout"), ("chckout", "checkout"), ("ltncy", "latency"),
+     ("mmry", "memory"), ("stts", "status"), ("invntry", "inventory"), ("hlth", "health"),
+     ("srch", "search"), ("mtrcs", "metrics"), ("cnnctions", "connections"), ("wrnings", "warnings"),
+     ("grph", "graph"), ("slnce", "silence"), ("untl", "until"), ("dsk", "disk"), ("lgs", "logs")],
+)  # fmt: skip
+def test_vowels_dropped_as_people_text(parser: Parser, abbreviation: str, word: str) -> None:
+    correction = parser.corrector.correct(abbreviation)
+    assert correction is not None and correction.corrected == word
+
+
+@pytest.mark.parametrize(
+    ("doubled", "word"),
+    [("paymment", "payment"), ("lattency", "latency"), ("checkkout", "checkout"), ("apii", "api"),
+     ("authh", "auth"), ("memmory", "memory")],
+)  # fmt: skip
+def test_doubled_letters(parser: Parser, doubled: str, word: str) -> None:
+    correction = parser.corrector.correct(doubled)
+    assert correction is not None and correction.corrected == word
+
+
+def test_abbreviations_need_a_dropped_vowel_and_one_answer() -> None:
+    corrector = Corrector([], is_common=lambda word: False, names=["last", "list", "payment", "pymnta"])
+    assert corrector.correct("lst") is None  # last or list: no answer beats a wrong one
+    assert corrector.correct("pymnt") is not None
+    assert Corrector([], lambda word: False, names=["cart"]).correct("crt") is not None
+    assert Corrector([], lambda word: False, names=["start"]).correct("sart") is None  # a consonant dropped

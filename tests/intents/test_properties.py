@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -14,15 +15,17 @@ from intents.strict import HELP_TOPICS, parse_strict
 SLOTS = {
     "help": {"topic"}, "status": set(), "health": {"system"}, "metrics": {"metric", "service", "range_s"},
     "logs": {"terms", "service", "level", "range_s"}, "db": {"metric"}, "gateway": {"endpoint"},
-    "alerts": {"state"}, "silence": {"alert", "duration_s"}, "ack": {"alert"},
+    "alerts": {"state"}, "silence": {"alert", "duration_s", "until"}, "ack": {"alert"},
     "graph": {"metric", "service", "range_s"}, "more": set(), "subscribe": set(), "unsubscribe": set(),
     "reset": set(), "confirm": {"code"}, "undo": set(), "unsilence": {"id"}, "unknown": {"suggestion"},
+    "oncall": {"schedule"}, "take": {"schedule", "duration_s"}, "escalate": {"alert"},
 }  # fmt: skip
 REQUIRED = {
     "metrics": {"metric"},
     "graph": {"metric"},
-    "silence": {"alert", "duration_s"},
+    "silence": {"alert"},
     "ack": {"alert"},
+    "escalate": {"alert"},
     "unsilence": {"id"},
 }
 
@@ -35,6 +38,9 @@ WORDS = [
     "that", "4821", "conns", "pools", "firing", "muted", "is", "up", "down", "prod", "fire", "restart", "thanks",
     "?", "!", ";", "&&", "$(whoami)", '"', "'", "{", "}", "(", ")", "[5m]", "rate(x[5m])", "|~", "🔥", "\u200b",
     "\x00", "ｓｔａｔｕｓ", "é", "what's", "how's", "r", "u", "pls", "search", "for", "timeout", "/api/v1",
+    "oncall", "take", "escalate", "payments", "infra", "until", "9am", "14:30", "noon", "till", "forty", "five",
+    "one hundred", "twenty-five", "and a half", "bump it", "who's on call", "pager", "\n", "|", "paymenterrors",
+    "checkoutcpu", "pymnt", "ltncy", "service=$(id)", "until=09:00", "duration=4h", "alert number two",
 ]  # fmt: skip
 texts = st.one_of(
     st.text(max_size=5000),
@@ -56,6 +62,12 @@ def check_contract(output: dict[str, Any], catalog: Catalog) -> None:
     for name in ("range_s", "duration_s"):
         if name in slots:
             assert isinstance(slots[name], int) and slots[name] > 0
+    if intent == "silence":
+        assert ("duration_s" in slots) != ("until" in slots), output  # one of them, never both
+    if "until" in slots:
+        assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", slots["until"]), output
+    if "schedule" in slots:
+        assert slots["schedule"] in catalog.schedules
     if "service" in slots:
         assert slots["service"] in catalog.services
     if "terms" in slots:

@@ -57,6 +57,46 @@ from intents.strict import balanced, parse_strict
         ("reset", "reset", {}),
         ("undo", "undo", {}),
         ("confirm 4821", "confirm", {"code": "4821"}),
+        # issue 13: a configured alias with key=value parts keeps the parts that read and drops the rest
+        ("metrics latency service=$(whoami)", "metrics", {"metric": "latency"}),
+        ("metrics cpu service=$(curl evil)", "metrics", {"metric": "cpu"}),
+        ("metrics cpu service=mobile-backend", "metrics", {"metric": "cpu"}),
+        ("metrics cpu range=forever", "metrics", {"metric": "cpu"}),
+        ("metrics cpu colour=red", "metrics", {"metric": "cpu"}),
+        ("metrics cpu service=../../etc/passwd", "metrics", {"metric": "cpu"}),
+        ("metrics disk range=forever service=web", "metrics", {"metric": "disk", "service": "web"}),
+        ("graph latency service=checkout range=$(id)", "graph", {"metric": "latency", "service": "checkout"}),
+        ("metrics latency service=`id` range=10m", "metrics", {"metric": "latency", "range_s": 600}),
+        ("metrics memory service=<script>alert(1)</script>", "metrics", {"metric": "memory"}),
+        ("metrics cpu} or vector(1) {", "metrics", {"metric": "cpu"}),  # "}" before "{" is not balanced
+        ("logs service=cart level=warn range=-1h", "logs", {"service": "cart", "level": "warn", "terms": ()}),
+        ("logs level=critical service=auth", "logs", {"service": "auth", "terms": ()}),
+        ("health kong", "health", {"system": "gateway"}),
+        ("health pgbouncer", "health", {"system": "database"}),
+        ("health loki", "health", {"system": "logs"}),
+        ("health elasticsearch", "health", {"system": "logs"}),
+        ("health cloudwatch", "health", {"system": "logs"}),
+        ("oncall", "oncall", {}),
+        ("oncall payments", "oncall", {"schedule": "payments"}),
+        ("oncall payment", "oncall", {"schedule": "payments"}),  # a schedule's singular names it
+        ("ONCALL Infra", "oncall", {"schedule": "infra"}),
+        ("oncall schedule=infra", "oncall", {"schedule": "infra"}),
+        ("take payments 4h", "take", {"schedule": "payments", "duration_s": 14400}),
+        ("take infra", "take", {"schedule": "infra"}),
+        ("take 2h infra", "take", {"schedule": "infra", "duration_s": 7200}),
+        ("take schedule=payments duration=4h", "take", {"schedule": "payments", "duration_s": 14400}),
+        ("take rotation=infra for=90m", "take", {"schedule": "infra", "duration_s": 5400}),
+        ("escalate 2", "escalate", {"alert": "2"}),
+        ("escalate #3", "escalate", {"alert": "3"}),
+        ("escalate HighCPU", "escalate", {"alert": "HighCPU"}),
+        ("escalate highcpu", "escalate", {"alert": "HighCPU"}),  # a known name takes its configured casing
+        ("escalate MyCustomAlert", "escalate", {"alert": "MyCustomAlert"}),  # others keep the user's
+        ("ack toomanyconnections", "ack", {"alert": "TooManyConnections"}),
+        ("silence HighCPU until=09:00", "silence", {"alert": "HighCPU", "until": "09:00"}),
+        ("silence 1 until=18:30", "silence", {"alert": "1", "until": "18:30"}),
+        ("silence 1 until 9am", "silence", {"alert": "1", "until": "09:00"}),
+        ("silence DiskFull till 14:30", "silence", {"alert": "DiskFull", "until": "14:30"}),
+        ("silence alert=DiskFull until=noon", "silence", {"alert": "DiskFull", "until": "12:00"}),
     ],
 )  # fmt: skip
 def test_well_formed(catalog: Catalog, text: str, intent: str, slots: dict[str, Any]) -> None:
@@ -74,14 +114,20 @@ def test_well_formed(catalog: Catalog, text: str, intent: str, slots: dict[str, 
         "status please",  # filler: let the language rules read it
         "metrics",  # the metric is required
         "metrics for checkout please",
-        "metrics latency service=$(whoami)",  # not a configured service
-        "metrics cpu service=mobile-backend",
-        "metrics cpu range=forever",
-        "metrics cpu colour=red",  # unknown key
         "logs any payment errors please",
         "logs service=payment service=auth",  # repeated key
         'logs "unbalanced',
         "silence HighCPU",  # duration required
+        "silence HighCPU 1h until=09:00",  # a duration or an end time, never both
+        "silence HighCPU until=9",  # 09:00 or 21:00? the language rules ask
+        "silence HighCPU until=tomorrow",
+        "take payments forever",  # a write never drops a part it cannot read
+        "take schedule=billing",  # not a configured schedule
+        "take payments infra",
+        "oncall billing",
+        "escalate",
+        "escalate it",
+        "escalate to the SRE lead",
         "silence HighCPU for 2h",
         "silence 1h",
         "ack",
@@ -103,7 +149,8 @@ def test_not_strict(catalog: Catalog, text: str) -> None:
 @pytest.mark.parametrize(
     ("expression", "ok"),
     [("rate(x[5m])", True), ('up{job="a"}', True), ('cpu"} or vector(1)', False), ("sum(rate(x[5m])", False),
-     ("a)(", False), ("'{'", True), ('up{job="a\\"b"}', True)],
+     ("a)(", False), ("'{'", True), ('up{job="a\\"b"}', True), ("cpu} or vector(1) {", False),
+     ("cpu service=$(curl evil)", True)],
 )  # fmt: skip
 def test_balanced(expression: str, ok: bool) -> None:
     assert balanced(expression) is ok

@@ -1,0 +1,18 @@
+"""The intent tests run on the corpus configuration (`corpus.yaml`), read the way the CLI reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import catalog_settings
+from intents import Catalog
+
+CORPUS_CONFIG = Path(__file__).parent / "corpus.yaml"
+"""Services, alert names, monitors and schedules the case files are written against."""
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return catalog_settings(CORPUS_CONFIG).catalog()
