@@ -210,6 +210,19 @@ class Catalog:
         lookup["service"] = {s: s for s in self.services}
         return lookup
 
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word of every name the catalog knows (never "corrected" into something else)."""
+        words: set[str] = set(self.schedule_words)
+        for service in self.services:
+            words |= {service, f"{service}s"}
+        for table in (self.metrics, self.systems, self.service_aliases, LEVEL_WORDS, DB_METRIC_WORDS,
+                      ALERT_STATE_WORDS):  # fmt: skip
+            for names in table.values():
+                for name in names:
+                    words.update(name.split())
+        return frozenset(words)
+
     def lookup(self, kind: str, word: str) -> str | None:
         return self.single_words[kind].get(word.lower())
 

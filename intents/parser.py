@@ -9,7 +9,6 @@ end time the text gives two ways, or in a way the rules cannot read, is never gu
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -24,19 +23,17 @@ from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Sc
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
 from intents.render import render
+from intents.replies import CODE, GLUED_CODE
+from intents.replies import answer as reply_to
 from intents.rewrite import Rewriter
 from intents.slots import UNSURE, Analysis, fill, refers_back
 from intents.stopwords import FILLER
 from intents.strict import parse_strict
 from intents.tokens import Token, tokenize
+from intents.verdicts import confidence_of, own, unknown
 
 Slots = dict[str, SlotValue]
 
-_CODE = re.compile(r"^\d{3,8}$")
-_GLUED_CODE = re.compile(r"^(?:y|yes|confirm)(\d{3,8})$")
-_STRICT_AFFIRM = frozenset({"y", "yes", "confirm"})
-_STRONG_AFFIRM = frozenset({"y", "yes", "yep", "yeah", "yup", "ya", "yea", "yess", "confirm", "confirmed",
-                            "affirmative", "do it", "go ahead", "go for it", "yes please", "please do"})  # fmt: skip
 _ACCEPTS: dict[Intent, frozenset[str]] = {
     Intent.METRICS: frozenset({"SERVICE", "DURATION", "METRIC"}),
     Intent.GRAPH: frozenset({"SERVICE", "DURATION", "METRIC"}),
@@ -81,7 +78,7 @@ class Parser:
         self.catalog = catalog or Catalog()
         self.grammar = grammar or Grammar.default()
         self.entities = EntityRules(self.catalog)
-        catalog_words = _catalog_words(self.catalog)
+        catalog_words = set(self.catalog.vocabulary)
         numbers = set(NUMBER_WORDS) | set(TENS) | set(UNITS_1_19) | {"hundred"}
         vocabulary = self.grammar.vocabulary() | catalog_words | set(UNIT_SECONDS) | numbers | UNTIL_WORDS
         commands = {i.value for i in Intent} | {"alerts", "logs", "metrics", "escalate"}
@@ -148,7 +145,7 @@ class Parser:
             return self._trace(text, normalized, Analysis((), (), (), ()), strict, ())
         tokens, rewrites = self.rewriter.rewrite(tokenize(normalized))
         plain = [t.lower for t in tokens if t.kind == "word"]
-        answer = self._answer(self._replied(plain), context) if plain else None
+        answer = reply_to(self._replied(plain), context, self.grammar, self.catalog) if plain else None
         if answer is None and strict is None and plain:
             strict = self._strict_words(tokens)
         if detail or not (answer or strict):
@@ -162,7 +159,7 @@ class Parser:
         if strict is not None:
             return self._trace(text, normalized, analysis, strict, ())
         if not plain:
-            return self._trace(text, normalized, analysis, _unknown("help" if normalized else None), ())
+            return self._trace(text, normalized, analysis, unknown("help" if normalized else None), ())
         scores, features = self._score(analysis)
         parse, used, unsure = self._decide(analysis, features, scores, context)
         follow_up = "FOLLOWUP" in features or refers_back(analysis)
@@ -288,7 +285,7 @@ class Parser:
         return Correction(word, next(iter(found.values())), 1) if len(found) == 1 else None
 
     def _spelled(self, word: str) -> str:
-        correction = self._correct(word) if not _CODE.match(word) else None
+        correction = self._correct(word) if not CODE.match(word) else None
         return correction.corrected if correction is not None and " " not in correction.corrected else word
 
     def _correct(self, word: str) -> Correction | None:
@@ -297,39 +294,13 @@ class Parser:
         return Correction(word, expansion, 0) if expansion else self.corrector.correct(word)
 
     def _replied(self, plain: list[str]) -> list[str]:
-        """The words spelt out for `_answer`, or [] when one of them cannot be in a reply: a reply is
+        """The words spelt out for `answer`, or [] when one of them cannot be in a reply: a reply is
         affirmations, politeness and a code, so "cpu on checkout" needs no spelling of "checkout"."""
-        if not any(_CODE.match(w) or _GLUED_CODE.match(w) for w in plain):
+        if not any(CODE.match(w) or GLUED_CODE.match(w) for w in plain):
             for word in plain:
                 if word not in self._reply_words and self._spelled(word) not in self._reply_words:
                     return []
         return [self._spelled(w) for w in plain]
-
-    def _answer(self, plain: list[str], context: Context) -> Parse | None:
-        """Replies to a question the bot asked: "Y", "yes 4821", a bare code."""
-        if not plain:
-            return None
-        code = next((w for w in plain if _CODE.match(w)), None)
-        glued = next((m.group(1) for w in plain if (m := _GLUED_CODE.match(w))), None)
-        code = code or glued
-        rest = [w for w in plain if w != code and not _GLUED_CODE.match(w)]
-        affirm = self.grammar.only({"AFFIRM", "POLITE"}, rest) and self.grammar.has("AFFIRM", rest)
-        if code is not None and (affirm or glued):
-            source = Source.STRICT if (glued or (len(rest) == 1 and rest[0] in _STRICT_AFFIRM)) else Source.NL
-            return Parse(Intent.CONFIRM, {"code": code}, f"y {code}", 1.0 if source is Source.STRICT else 0.9, source)
-        if code is not None and not rest and code == context.pending_code:
-            return Parse(Intent.CONFIRM, {"code": code}, f"y {code}", 0.9, Source.CONTEXT)
-        if code is None and affirm:
-            if context.suggestion:
-                suggested = parse_strict(context.suggestion, self.catalog)
-                if suggested is not None:
-                    return Parse(suggested.intent, suggested.slots, suggested.command, 0.9, Source.CONTEXT)
-            if context.pending_code:
-                slots = {"code": context.pending_code}
-                return Parse(Intent.CONFIRM, slots, f"y {context.pending_code}", 0.9, Source.CONTEXT)
-            if " ".join(w for w in rest if not self.grammar.has("POLITE", [w])) in _STRONG_AFFIRM:
-                return Parse(Intent.CONFIRM, {}, "confirm", 0.7, Source.NL)
-        return None
 
     def _score(self, analysis: Analysis) -> tuple[list[Score], set[str]]:
         """Every intent's score for the text, and the features it was scored on."""
@@ -380,9 +351,9 @@ class Parser:
                 return (*followed, "")
             smalltalk = table.get(SMALLTALK, 0.0)
             chat = smalltalk > 0 and smalltalk >= best.total
-            return _unknown(None if chat else self._suggest_from(best, analysis), best, second), (), ""
+            return unknown(None if chat else self._suggest_from(best, analysis), best, second), (), ""
         if refused:
-            return _unknown(None, best, second), (), ""
+            return unknown(None, best, second), (), ""
 
         intent = self._stay_on_topic(Intent(best.intent), best, analysis, context)
         slots = fill(intent, analysis, self.catalog)
@@ -394,7 +365,7 @@ class Parser:
                 del slots["alert"]  # "escalate my complaint", "silence is golden": no alert is named
                 unsure = unsure or f"{alert!r} is an everyday word, not an alert name"
         if second.total >= self.grammar.min_score and best.total - second.total < self.grammar.margin:
-            return _unknown(self._suggestion(intent, slots), best, second), (), ""
+            return unknown(self._suggestion(intent, slots), best, second), (), ""
 
         used: tuple[str, ...] = ()
         required = self.grammar.intents[intent.value].required
@@ -407,11 +378,11 @@ class Parser:
         if intent is Intent.SILENCE and "until" in slots:
             required = tuple(r for r in required if r != "duration_s")
         if unsure:  # the suggestion holds only what the text itself says, never an alert from before
-            return _unknown(self._suggestion(intent, _own(slots, used)), best, second), (), unsure
+            return unknown(self._suggestion(intent, own(slots, used)), best, second), (), unsure
         if any(s not in slots for s in required):
-            return _unknown(self._suggestion(intent, slots), best, second), used, unsure
+            return unknown(self._suggestion(intent, slots), best, second), used, unsure
         source = Source.CONTEXT if used else Source.NL
-        return self._command(intent, slots, _confidence(best, second), source), used, ""
+        return self._command(intent, slots, confidence_of(best, second), source), used, ""
 
     def _stay_on_topic(self, intent: Intent, best: Score, analysis: Analysis, context: Context) -> Intent:
         """After `graph memory …`, "what about disk?" is still a graph: a text that names no command and
@@ -495,28 +466,6 @@ class Parser:
         )
 
 
-def _unknown(suggestion: str | None, best: Score | None = None, second: Score | None = None) -> Parse:
-    slots: Slots = {"suggestion": suggestion} if suggestion else {}
-    confidence = 0.5
-    if best is not None and second is not None:
-        confidence = 1.0 - _confidence(best, second) / 2
-    return Parse(Intent.UNKNOWN, slots, "", confidence, Source.NL)
-
-
-def _confidence(best: Score, second: Score) -> float:
-    """0.5–1.0: higher for a strong winner far ahead of the runner-up."""
-    if best.total <= 0:
-        return 0.5
-    strength = 1 - math.exp(-best.total / 3)
-    separation = (best.total - max(second.total, 0.0)) / best.total
-    return round(0.5 + 0.5 * strength * (0.5 + 0.5 * separation), 2)
-
-
-def _own(slots: Slots, used: tuple[str, ...]) -> Slots:
-    """The slots without those taken from the context."""
-    return {name: value for name, value in slots.items() if name not in used}
-
-
 def _escalation(analysis: Analysis, lead: str) -> bool:
     """ "bump it", "move alert 1 to the next step", "kick HighCPU up the chain": the verb moves an alert
     on, it does not change a system (so the text is not out of scope for starting with an action)."""
@@ -545,15 +494,3 @@ def _is_camel_case(text: str) -> bool:
     if text.islower() or text.isupper():
         return False
     return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)
-
-
-def _catalog_words(catalog: Catalog) -> set[str]:
-    words: set[str] = set(catalog.schedule_words)
-    for service in catalog.services:
-        words |= {service, f"{service}s"}
-    for table in (catalog.metrics, catalog.systems, catalog.service_aliases, LEVEL_WORDS, DB_METRIC_WORDS,
-                  ALERT_STATE_WORDS):  # fmt: skip
-        for names in table.values():
-            for name in names:
-                words.update(name.split())
-    return words

@@ -86,7 +86,7 @@ async def test_health_of_one_system_and_of_one_not_configured(parser: Parser) ->
     talk = conversation(parser, (Scripted("prometheus", display="Prometheus", system="prometheus"), "prometheus"))
     assert (await talk.reply("+1", "is prometheus up?", "viewer")).text == "Prometheus: ok, fine after 0s"
     assert (await talk.reply("+1", "health kong", "viewer")).text == (
-        "No kong monitor is configured. Add it under monitors: in the config."
+        "No gateway monitor is configured. Add it under monitors: in the config."
     )
 
 

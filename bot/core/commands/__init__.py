@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.core.commands import alerting, chat, help, monitoring
+from bot.core.commands import alerting, chat, help, monitoring, oncall
 from bot.core.commands.registry import Answer, CommandRegistry, CommandSpec, Request, command
 
-HANDLER_MODULES = (help, monitoring, alerting, chat)
+HANDLER_MODULES = (help, monitoring, alerting, chat, oncall)
 
 
 def default_registry() -> CommandRegistry:
