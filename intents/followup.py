@@ -115,3 +115,17 @@ def query_slots(context: Context) -> dict[str, SlotValue]:
         return {}
     own = SLOTS_OF.get(context.intent, frozenset())
     return {name: value for name, value in context.slots.items() if name in own}
+
+
+def same_subject(
+    strict: Parse, normalized: str, context: Context
+) -> tuple[dict[str, SlotValue], tuple[str, ...]] | None:
+    """ "logs?" just after "error rate on payment": a bare command asked as a question continues the
+    subject (the service carries across intents), as (slots, the names taken from context); typed
+    without the question mark it is the strict command it is, every service's logs."""
+    if not normalized.endswith("?") or strict.intent not in QUERY_FAMILY or context.intent not in QUERY_FAMILY:
+        return None
+    if any(value for value in strict.slots.values()):
+        return None
+    merged, used = merge(context, strict.intent, strict.slots)
+    return (merged, tuple(used)) if "service" in used else None

@@ -232,3 +232,17 @@ def _abbreviates(word: str, name: str) -> bool:
             return False
         vowel = True
     return vowel
+
+
+def confusable(word: str, name: str) -> bool:
+    """One edit apart (a transposition counts as one), or `word` is `name` with its end cut ("memo")."""
+    if abs(len(word) - len(name)) <= 1 and OSA.distance(word, name, score_cutoff=1) <= 1:
+        return True
+    return len(word) >= 4 and name.startswith(word) and len(name) - len(word) <= 2
+
+
+def is_camel_case(text: str) -> bool:
+    """HighCPU, DiskFull: alert names, never corrected (ALL CAPS shouting still is)."""
+    if text.islower() or text.isupper():
+        return False
+    return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)

@@ -12,13 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from rapidfuzz.distance import OSA
-
 from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS, Catalog
 from intents.durations import NUMBER_WORDS, TENS, UNIT_SECONDS, UNITS_1_19
 from intents.entities import UNTIL_WORDS, EntityRules
-from intents.followup import SLOTS_OF, merge, query_slots
-from intents.fuzzy import Corrector, IsCommonWord, english_words
+from intents.followup import SLOTS_OF, merge, query_slots, same_subject
+from intents.fuzzy import Corrector, IsCommonWord, confusable, english_words, is_camel_case
 from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Score
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
@@ -139,6 +137,10 @@ class Parser:
         context = context or Context()
         normalized = normalize(text)
         strict = self._strict(normalized)
+        asked = same_subject(strict, normalized, context) if strict is not None else None
+        if strict is not None and asked is not None:
+            parse = self._command(strict.intent, asked[0], 0.9, Source.CONTEXT)
+            return self._trace(text, normalized, Analysis((), (), (), ()), parse, asked[1], follow_up=True)
         if strict is not None and not detail:
             # The fast path: a well-formed strict command is taken literally, before any tokenising (a
             # bare "y", which answers the last question, is never strict: see `_strict`).
@@ -201,7 +203,7 @@ class Parser:
         for token in tokens:
             word = token.lower
             if token.kind == "word" and not token.quoted:
-                correction = None if _is_camel_case(token.text) else self._correct(word)
+                correction = None if is_camel_case(token.text) else self._correct(word)
                 if words and word not in UNIT_SECONDS and (words[-1] in _BEFORE_UNIT or _COUNT.match(words[-1])):
                     correction = self._unit(word) or correction  # "last hout", "2 ours": a unit is due
                 if correction is not None:
@@ -242,10 +244,10 @@ class Parser:
         word = analysis.words[index]
         if not (word.isalpha() and len(word) >= 3 and self._is_common(word)) or word in self.corrector.vocabulary:
             return None
-        found = {value for name, value in targets.items() if _confusable(word, name)}
+        found = {value for name, value in targets.items() if confusable(word, name)}
         if len(found) != 1:
             return None
-        target = next(name for name, value in targets.items() if value in found and _confusable(word, name))
+        target = next(name for name, value in targets.items() if value in found and confusable(word, name))
         tokens = list(analysis.tokens)
         old = tokens[index]
         tokens[index] = Token(old.text, target, old.start, old.end, old.kind)
@@ -266,7 +268,7 @@ class Parser:
                 continue
             if tokens[index].quoted:
                 continue
-            found = [second for second in seconds if _confusable(word, second)]
+            found = [second for second in seconds if confusable(word, second)]
             if len(found) == 1:
                 corrections.append(Correction(word, found[0], 1))
                 words[index] = found[0]
@@ -280,7 +282,7 @@ class Parser:
         found = {
             UNIT_SECONDS[unit]: unit
             for unit in _UNIT_WORDS
-            if (not common or (len(word) >= 4 and len(unit) >= 5)) and _confusable(word, unit)
+            if (not common or (len(word) >= 4 and len(unit) >= 5)) and confusable(word, unit)
         }
         return Correction(word, next(iter(found.values())), 1) if len(found) == 1 else None
 
@@ -480,17 +482,3 @@ def _escalation(analysis: Analysis, lead: str) -> bool:
         e.start <= following and e.end > start for e in analysis.entities if e.label in ("ALERTREF", "ALERTNAME")
     )
     return named or word in _REFERENCE_NEXT or (word.isdigit() and len(word) <= 3)
-
-
-def _confusable(word: str, name: str) -> bool:
-    """One edit apart (a transposition counts as one), or `word` is `name` with its end cut ("memo")."""
-    if abs(len(word) - len(name)) <= 1 and OSA.distance(word, name, score_cutoff=1) <= 1:
-        return True
-    return len(word) >= 4 and name.startswith(word) and len(name) - len(word) <= 2
-
-
-def _is_camel_case(text: str) -> bool:
-    """HighCPU, DiskFull: alert names, never corrected (ALL CAPS shouting still is)."""
-    if text.islower() or text.isupper():
-        return False
-    return any(c.isupper() for c in text[1:]) and any(c.islower() for c in text)

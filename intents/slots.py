@@ -31,6 +31,8 @@ _NOT_ALERT_NAMES = FILLER | {"alert", "alerts", "alarm", "alarms", "for", "until
 _TARGETS = frozenset({"to", "towards", "onto"})
 _ROUTE_WORDS = frozenset({"route", "routes", "endpoint", "endpoints", "upstream", "upstreams", "path"})
 _GATEWAY_STATUS = frozenset({"status", "stats", "overview", "summary", "health", "numbers", "everything"})
+_PEOPLE = frozenset({"team", "teams", "folks", "people", "guys", "squad", "crew", "devs"})
+"""Words after a service that make it a group of people, not the thing asked about."""
 _TERM_EXCLUDED = frozenset({"LEVEL", "SERVICE", "DURATION", "ALERTREF", "STATE"})
 UNSURE = "?unsure"
 """A pseudo-slot a write command's filler sets when the text names its alert, duration or time in two
@@ -64,6 +66,13 @@ class Analysis:
     def first(self, label: str) -> Entity | None:
         return next((e for e in self.entities if e.label == label), None)
 
+    def service(self) -> Entity | None:
+        """The service asked about: the first one that does not just name people ("the payments team says
+        auth is off" asks about auth), else the first one."""
+        services = [e for e in self.entities if e.label == "SERVICE"]
+        asked = [e for e in services if e.end >= len(self.words) or self.words[e.end] not in _PEOPLE]
+        return (asked or services)[0] if services else None
+
     def labels(self) -> set[str]:
         return {e.label for e in self.entities}
 
@@ -79,7 +88,7 @@ def fill(intent: Intent, analysis: Analysis, catalog: Catalog) -> Slots:
 
 
 def _service_and_range(analysis: Analysis, slots: Slots, range_slot: str = "range_s") -> Slots:
-    service = analysis.first("SERVICE")
+    service = analysis.service()
     if service is not None:
         slots["service"] = service.value
     spans = durations(analysis)
@@ -226,7 +235,7 @@ def _gateway(analysis: Analysis, catalog: Catalog) -> Slots:
     for token in analysis.tokens:
         if token.kind == "path":
             return {"endpoint": token.text}
-    service = analysis.first("SERVICE")
+    service = analysis.service()
     if service is not None:
         return {"endpoint": service.value}
     for index, word in enumerate(words):

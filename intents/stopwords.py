@@ -22,6 +22,7 @@ FILLER_WORDS = frozenset(
     happen happens appear appears occur occurs coming come came hour hours minute minutes min mins
     day days week weeks sec secs second seconds prod production env environment stuff
     instead only same bout wbu either aswell as well and or but so now
+    team teams folks people guys squad crew devs
     """.split()
 )
 """Filler that on-call texts are full of: verbs of asking, time words, pronouns, chat noise."""

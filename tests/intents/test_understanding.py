@@ -346,3 +346,35 @@ MORE_TYPOS = [
 @pytest.mark.parametrize(("text", "expected"), MORE_TYPOS)
 def test_typos_read_in_their_context(parser: Parser, text: str, expected: str) -> None:
     assert command(parser, text) == expected
+
+
+BLIND_SEVEN = [
+    ("whos on cal", "oncall"),
+    ("whos got the pagr for infra", "oncall infra"),
+    ("Logos error payment", "logs service=payment level=error"),
+    ("the payments team says something is off with auth, pull the auth error logs", "logs service=auth level=error"),
+    ("payments folks want checkout latency", "metrics latency service=checkout"),
+    ("how do i get to the office from the train station", ""),
+    ("how do i silence an alert", "help silence"),
+]
+"""What the seventh blind set (written from the contract alone, scored before tuning) found."""
+
+
+@pytest.mark.parametrize(("text", "expected"), BLIND_SEVEN)
+def test_what_the_seventh_blind_set_found(parser: Parser, text: str, expected: str) -> None:
+    assert command(parser, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("logs?", "logs service=payment range=30m"),
+        ("logs", "logs"),
+        ("graph?", "graph error_rate service=payment range=30m"),
+        ("status?", "status"),
+    ],
+)
+def test_a_bare_command_asked_as_a_question_keeps_the_subject(parser: Parser, text: str, expected: str) -> None:
+    """ "logs?" after a question about payment continues it; typed as a command, it is taken as typed."""
+    first = parser.parse("metrics error_rate service=payment range=30m")
+    assert command(parser, text, remember(Context(), first)) == expected
