@@ -10,7 +10,7 @@ their alert behind, for "ack it" and "bump it".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from intents.models import Context, Intent, Parse, SlotValue
@@ -129,3 +129,18 @@ def same_subject(
         return None
     merged, used = merge(context, strict.intent, strict.slots)
     return (merged, tuple(used)) if "service" in used else None
+
+
+_EVERY_SERVICE = frozenset({"all", "every", "everywhere", "overall", "across", "total", "globally", "fleet"})
+
+
+def carries_service(context: Context, intent: Intent, slots: Mapping[str, SlotValue], words: Sequence[str]) -> bool:
+    """ "memory on cart", then "any errors in the logs?": the subject stays cart (the service carries
+    across query commands) unless the new text names a service or asks about all of them."""
+    return (
+        intent in QUERY_FAMILY
+        and context.intent in QUERY_FAMILY
+        and "service" not in slots
+        and "service" in context.slots
+        and not _EVERY_SERVICE.intersection(words)
+    )

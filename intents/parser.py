@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS, Catalog
 from intents.durations import NUMBER_WORDS, TENS, UNIT_SECONDS, UNITS_1_19
 from intents.entities import UNTIL_WORDS, EntityRules
-from intents.followup import SLOTS_OF, merge, query_slots, same_subject
-from intents.fuzzy import Corrector, IsCommonWord, confusable, english_words, is_camel_case
+from intents.followup import SLOTS_OF, carries_service, merge, query_slots, same_subject
+from intents.fuzzy import MIN_LENGTH, Corrector, IsCommonWord, confusable, english_words, is_camel_case
 from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Score
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
@@ -242,7 +242,8 @@ class Parser:
             return None
         index = loose[0]
         word = analysis.words[index]
-        if not (word.isalpha() and len(word) >= 3 and self._is_common(word)) or word in self.corrector.vocabulary:
+        everyday = self._is_common(word) or len(word) < MIN_LENGTH  # short words are never typo-corrected
+        if not (word.isalpha() and len(word) >= 3 and everyday) or word in self.corrector.vocabulary:
             return None
         found = {value for name, value in targets.items() if confusable(word, name)}
         if len(found) != 1:
@@ -375,6 +376,8 @@ class Parser:
         remembered = context.intent is not None or bool(context.slots)
         if remembered and (not best.explicit or "FOLLOWUP" in features or missing or refers_back(analysis)):
             slots, used = merge(context, intent, slots)
+        elif remembered and carries_service(context, intent, slots, analysis.words):
+            slots, used = {**slots, "service": context.slots["service"]}, ("service",)
         if intent in WRITES and "alert" in required and "alert" not in slots and len(context.alerts) == 1:
             slots["alert"], used = "1", (*used, "alert")  # the only alert the user was sent
         if intent is Intent.SILENCE and "until" in slots:
@@ -400,7 +403,8 @@ class Parser:
         """A text with no command of its own that continues the previous one, if it is one."""
         assert context.intent is not None
         content = analysis.content
-        if content and self.grammar.only({"REPEAT", "POLITE", "FOLLOWUP"}, content):
+        moves_on = self.grammar.has("REPEAT", content) or self.grammar.has("FOLLOWUP", content)
+        if content and moves_on and self.grammar.only({"REPEAT", "POLITE", "FOLLOWUP"}, content):
             return self._command(context.intent, query_slots(context), 0.8, Source.CONTEXT), ("intent",)
         if not analysis.labels() & _ACCEPTS.get(context.intent, frozenset()):
             return None

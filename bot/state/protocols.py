@@ -120,6 +120,26 @@ class RateLimiter(Protocol):
     async def check(self, number: str) -> Verdict: ...
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """What the gate in front of the bot decided about one text (`Admission.admit`)."""
+
+    verdict: Verdict = Verdict.ALLOW
+    """ALLOW, or the rate limit's WARN (say "slow down" once) or DROP (say nothing)."""
+    earlier: str | None = None
+    """The first reply to a MessageSid already answered: send it again, run nothing."""
+    claimed: bool = False
+    """This process owns the MessageSid now: `Idempotency.finish` it with the reply, or `abandon` it."""
+
+
+class Admission(Protocol):
+    """The MessageSid check, the rate limits and the claim, in that order, as one step (one round trip
+    with Redis). Raises ReplyPending when another instance is answering this very message, and
+    StoreUnavailable when the store cannot be reached (nothing was counted or claimed then)."""
+
+    async def admit(self, sid: str, number: str) -> Admitted: ...
+
+
 class Idempotency(Protocol):
     """The first reply to each MessageSid, so a webhook Twilio repeats is answered, not re-run."""
 
@@ -166,6 +186,7 @@ class Stores:
     pages: PageStore
     limiter: RateLimiter
     idempotency: Idempotency
+    admission: Admission
     dedup: DedupStore
     budget: BudgetStore
     alerts: AlertStore

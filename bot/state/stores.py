@@ -16,18 +16,21 @@ def local_stores(settings: Settings) -> Stores:
     from bot.state.memory.alerts import AlertBook
     from bot.state.memory.context import InMemoryContextStore
     from bot.state.memory.lease import FileLease
-    from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
+    from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, LocalAdmission, TokenBuckets
     from bot.state.memory.media import InMemoryMediaStore
     from bot.state.memory.pages import InMemoryPageStore
 
+    limiter = InMemoryRateLimiter(
+        TokenBuckets(settings.rate_burst, settings.rate_per_minute),
+        TokenBuckets(settings.global_rate_per_minute / 6, settings.global_rate_per_minute),
+    )
+    idempotency = InMemoryIdempotency()
     return Stores(
         contexts=InMemoryContextStore(settings.context_ttl_s, settings.context_max_users),
         pages=InMemoryPageStore(settings.context_ttl_s, settings.context_max_users),
-        limiter=InMemoryRateLimiter(
-            TokenBuckets(settings.rate_burst, settings.rate_per_minute),
-            TokenBuckets(settings.global_rate_per_minute / 6, settings.global_rate_per_minute),
-        ),
-        idempotency=InMemoryIdempotency(),
+        limiter=limiter,
+        idempotency=idempotency,
+        admission=LocalAdmission(limiter, idempotency),
         dedup=LocalDedup(Deduplicator(DEDUP_TTL_S)),
         budget=LocalBudget(SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)),
         alerts=AlertBook(),

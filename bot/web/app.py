@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
                     security=security,
                     conversation=runtime.conversation,
                     replies=SmsReplies(stores.pages, settings.max_segments, settings.allow_emoji),
-                    limiter=stores.limiter,
+                    admission=stores.admission,
                     idempotency=stores.idempotency,
                     history=history,
                     audit=audit,

@@ -29,7 +29,7 @@ from bot.sms.encoding import segment_count
 from bot.sms.outbound import Sender
 from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
-from bot.state.protocols import Idempotency, RateLimiter, ReplyPending, StoreUnavailable, Verdict
+from bot.state.protocols import Admission, Idempotency, ReplyPending, StoreUnavailable, Verdict
 from bot.web.background import Background
 from bot.web.body import bounded_body
 from bot.web.security import WebhookSecurity
@@ -52,7 +52,7 @@ class Webhook:
     security: WebhookSecurity
     conversation: Conversation
     replies: SmsReplies
-    limiter: RateLimiter
+    admission: Admission
     idempotency: Idempotency
     history: History
     audit: AuditWriter
@@ -92,22 +92,15 @@ class Webhook:
         # beats not answering someone who was paged.
         claimed = False
         try:
-            if sid:
-                earlier = await self.idempotency.claim_if_done(sid)
-                if earlier is not None:
-                    self.metrics.rejected.labels("duplicate").inc()
-                    return Response(earlier, media_type=TWIML)
-            verdict = await self.limiter.check(number)
-            if verdict is not Verdict.ALLOW:
+            admitted = await self.admission.admit(sid, number)
+            if admitted.earlier is not None:
+                self.metrics.rejected.labels("duplicate").inc()
+                return Response(admitted.earlier, media_type=TWIML)
+            if admitted.verdict is not Verdict.ALLOW:
                 self.metrics.rejected.labels("rate_limited").inc()
                 await self._record(number, text, "-", "", "rate_limited", started)
-                return Response(twiml(SLOW_DOWN if verdict is Verdict.WARN else ""), media_type=TWIML)
-            if sid:
-                earlier = await self.idempotency.claim(sid)
-                if earlier is not None:
-                    self.metrics.rejected.labels("duplicate").inc()
-                    return Response(earlier, media_type=TWIML)
-                claimed = True
+                return Response(twiml(SLOW_DOWN if admitted.verdict is Verdict.WARN else ""), media_type=TWIML)
+            claimed = admitted.claimed
         except ReplyPending:
             return Response(twiml(), media_type=TWIML)  # another instance is answering this very message
         except StoreUnavailable as exc:

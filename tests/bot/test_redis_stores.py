@@ -28,10 +28,12 @@ from bot.state.memory.alerts import AlertBook
 from bot.state.memory.context import InMemoryContextStore
 from bot.state.memory.delivery import Deduplicator, LocalBudget, LocalDedup, SendBudget
 from bot.state.memory.lease import FileLease
-from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, TokenBuckets
+from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, LocalAdmission, TokenBuckets
 from bot.state.memory.pages import InMemoryPageStore
 from bot.state.protocols import (
     ActionStore,
+    Admission,
+    Admitted,
     AlertStore,
     BudgetStore,
     ContextStore,
@@ -50,7 +52,7 @@ from bot.state.redis.client import redis_client
 from bot.state.redis.codecs import context_from_json, context_to_json
 from bot.state.redis.conversation import RedisContextStore, RedisPageStore
 from bot.state.redis.lease import RedisLease
-from bot.state.redis.limits import RedisIdempotency, RedisRateLimiter
+from bot.state.redis.limits import RedisAdmission, RedisIdempotency, RedisRateLimiter
 from bot.state.redis.stores import RedisStores, open_redis_stores
 from intents.models import Context, Intent
 from tests.bot.servers_redis import PASSWORD, RedisServer, redis_server
@@ -127,6 +129,14 @@ class Make:
 
     def idempotency(self, ttl_s: float = 86_400) -> Idempotency:
         return RedisIdempotency(self.client, ttl_s, prefix=self.prefix) if self.redis else InMemoryIdempotency(ttl_s)
+
+    def admission(self, capacity: float, clock: Clock, idempotency: Idempotency) -> Admission:
+        """The gate over a limiter of `capacity` texts at once (a token every 10 s) and `idempotency`."""
+        limiter = self.limiter(capacity, 6, (1000, 1000), clock)
+        if self.redis:
+            assert isinstance(limiter, RedisRateLimiter) and isinstance(idempotency, RedisIdempotency)
+            return RedisAdmission(self.client, limiter, idempotency)
+        return LocalAdmission(limiter, idempotency)
 
     def dedup(self, ttl_s: float) -> DedupStore:
         return RedisDedup(self.client, ttl_s, prefix=self.prefix) if self.redis else LocalDedup(Deduplicator(ttl_s))
@@ -263,6 +273,38 @@ async def test_idempotency_shares_the_first_reply_and_survives_an_abandoned_owne
     assert await retry is None  # the repeat runs it after all
     await store.finish("SM2", "second")
     assert await store.claim_if_done("SM2") == "second"
+
+
+async def test_admission_checks_the_sid_then_the_limits_then_claims(make: Make) -> None:
+    clock = Clock()
+    store = make.idempotency()
+    gate = make.admission(2, clock, store)
+    assert await gate.admit("SM1", "+1") == Admitted(claimed=True)
+    await store.finish("SM1", "<Response>first</Response>")
+    for _ in range(3):  # a repeat gets the first reply, and costs the number nothing
+        assert await gate.admit("SM1", "+1") == Admitted(earlier="<Response>first</Response>")
+    assert await gate.admit("SM2", "+1") == Admitted(claimed=True)
+    assert await gate.admit("SM3", "+1") == Admitted(verdict=Verdict.WARN)
+    assert await gate.admit("SM4", "+1") == Admitted(verdict=Verdict.DROP)
+    assert await gate.admit("", "+2") == Admitted()  # no sid: limited, never claimed
+    clock.now += 10
+    assert await gate.admit("SM3", "+1") == Admitted(claimed=True)  # a limited text was not claimed
+
+
+async def test_admission_waits_for_a_sid_another_process_is_answering(make: Make) -> None:
+    store = make.idempotency()
+    gate = make.admission(10, Clock(), store)
+    assert (await gate.admit("SM1", "+1")).claimed
+    repeat = asyncio.ensure_future(gate.admit("SM1", "+1"))
+    await asyncio.sleep(0.05)
+    assert not repeat.done()
+    await store.finish("SM1", "answered")
+    assert await repeat == Admitted(earlier="answered")
+    assert (await gate.admit("SM2", "+1")).claimed
+    retry = asyncio.ensure_future(gate.admit("SM2", "+1"))
+    await asyncio.sleep(0.05)
+    await store.abandon("SM2")  # the owner failed: the repeat runs it
+    assert await retry == Admitted(claimed=True)
 
 
 async def test_idempotency_forgets_after_its_ttl(make: Make) -> None:

@@ -356,6 +356,7 @@ BLIND_SEVEN = [
     ("payments folks want checkout latency", "metrics latency service=checkout"),
     ("how do i get to the office from the train station", ""),
     ("how do i silence an alert", "help silence"),
+    ("cpi checkout", "metrics cpu service=checkout"),  # a three-letter slip no typo rule touches
 ]
 """What the seventh blind set (written from the contract alone, scored before tuning) found."""
 
@@ -378,3 +379,20 @@ def test_a_bare_command_asked_as_a_question_keeps_the_subject(parser: Parser, te
     """ "logs?" after a question about payment continues it; typed as a command, it is taken as typed."""
     first = parser.parse("metrics error_rate service=payment range=30m")
     assert command(parser, text, remember(Context(), first)) == expected
+
+
+@pytest.mark.parametrize(
+    ("first", "text", "expected"),
+    [
+        ("memory on cart", "any errors in the logs?", "logs service=cart level=error"),
+        ("look for deadlock in inventory logs", "cpu there?", "metrics cpu service=inventory"),
+        ("memory on cart", "error logs from every service", "logs level=error"),
+        ("memory on cart", "error logs for search", "logs service=search level=error"),
+        ("latency on auth", "thanks", ""),
+        ("latency on auth", "again please", "metrics latency service=auth"),
+    ],
+)
+def test_the_subject_carries_across_query_commands(parser: Parser, first: str, text: str, expected: str) -> None:
+    """The service carries across intents; "all services" and a named service do not take it, and thanks
+    are not a request to run the last command again."""
+    assert command(parser, text, remember(Context(), parser.parse(first))) == expected

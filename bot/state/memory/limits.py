@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.state.protocols import Verdict
+from bot.state.protocols import Admitted, Idempotency, RateLimiter, Verdict
 
 Clock = Callable[[], float]
 
@@ -112,3 +112,25 @@ class InMemoryIdempotency:
         future = self._running.pop(sid, None)
         if future is not None and not future.done():
             future.set_result(None)
+
+
+class LocalAdmission:
+    """`Admission` over any rate limiter and idempotency store, one call after another (in memory they
+    cost nothing; `bot.state.redis.limits.RedisAdmission` folds them into one script)."""
+
+    def __init__(self, limiter: RateLimiter, idempotency: Idempotency) -> None:
+        self.limiter = limiter
+        self.idempotency = idempotency
+
+    async def admit(self, sid: str, number: str) -> Admitted:
+        if sid:
+            earlier = await self.idempotency.claim_if_done(sid)
+            if earlier is not None:
+                return Admitted(earlier=earlier)
+        verdict = await self.limiter.check(number)
+        if verdict is not Verdict.ALLOW:
+            return Admitted(verdict=verdict)
+        if not sid:
+            return Admitted()
+        earlier = await self.idempotency.claim(sid)
+        return Admitted(earlier=earlier) if earlier is not None else Admitted(claimed=True)

@@ -16,7 +16,7 @@ from bot.state.redis.alerts import RedisAlertBook, RedisBudget, RedisDedup
 from bot.state.redis.client import DEFAULT_PREFIX, describe, guarded, redis_client
 from bot.state.redis.conversation import RedisContextStore, RedisPageStore
 from bot.state.redis.lease import RedisLease, lease_ttl_s
-from bot.state.redis.limits import RedisIdempotency, RedisRateLimiter
+from bot.state.redis.limits import RedisAdmission, RedisIdempotency, RedisRateLimiter
 from bot.state.redis.media import RedisMediaStore
 
 
@@ -52,18 +52,21 @@ async def open_redis_stores(url: str, settings: Settings, *, prefix: str = DEFAU
     except (RedisError, OSError) as exc:
         await client.aclose()
         raise StoreUnavailable(describe(exc)) from exc
+    limiter = RedisRateLimiter(
+        client,
+        settings.rate_burst,
+        settings.rate_per_minute,
+        global_capacity=settings.global_rate_per_minute / 6,
+        global_per_minute=settings.global_rate_per_minute,
+        prefix=prefix,
+    )
+    idempotency = RedisIdempotency(client, prefix=prefix)
     return RedisStores(
         contexts=RedisContextStore(client, settings.context_ttl_s, settings.context_max_users, prefix=prefix),
         pages=RedisPageStore(client, settings.context_ttl_s, prefix=prefix),
-        limiter=RedisRateLimiter(
-            client,
-            settings.rate_burst,
-            settings.rate_per_minute,
-            global_capacity=settings.global_rate_per_minute / 6,
-            global_per_minute=settings.global_rate_per_minute,
-            prefix=prefix,
-        ),
-        idempotency=RedisIdempotency(client, prefix=prefix),
+        limiter=limiter,
+        idempotency=idempotency,
+        admission=RedisAdmission(client, limiter, idempotency),
         dedup=RedisDedup(client, DEDUP_TTL_S, prefix=prefix),
         budget=RedisBudget(client, settings.alert_budget_texts, settings.alert_budget_window_s, prefix=prefix),
         alerts=RedisAlertBook(client, prefix=prefix),
