@@ -126,11 +126,14 @@ def bench_startup(runs: int) -> None:
 WORKER = r"""
 import json, sys, time
 started = float(sys.argv[3])
-from bot.build import build_parser
-from bot.intent_tools import ContextualParser
+try:  # the layout since the rooms (issue 11), then the one before it
+    from bot.cli.intent_tools import ContextualParser
+except ImportError:
+    from bot.intent_tools import ContextualParser
+from intents import Parser
 from bot.settings import catalog_settings
 lines = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
-parser = ContextualParser(build_parser(catalog_settings(sys.argv[2])))
+parser = ContextualParser(Parser(catalog_settings(sys.argv[2]).catalog()))
 parser.explain(lines[0]["user"], lines[0]["text"])
 first = time.time() - started
 samples = []
