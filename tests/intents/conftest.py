@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import catalog_settings
-from intents import Catalog
+from intents import Catalog, Parser
 
 CORPUS_CONFIG = Path(__file__).parent / "corpus.yaml"
 """Services, alert names, monitors and schedules the case files are written against."""
@@ -16,3 +16,10 @@ CORPUS_CONFIG = Path(__file__).parent / "corpus.yaml"
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return catalog_settings(CORPUS_CONFIG).catalog()
+
+
+@pytest.fixture(scope="session")
+def parser(catalog: Catalog) -> Parser:
+    """Its own session parser: the root conftest's is built on the plain catalog, and whichever test
+    asked first would decide which one a worker shares."""
+    return Parser(catalog)
