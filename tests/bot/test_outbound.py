@@ -545,22 +545,31 @@ SERVICE_SID = "MG" + "9752274e9e519418a7406176694466fa"
 TWILIO_FIXTURES = Path(__file__).parent.parent / "fixtures" / "twilio"
 
 
-def created_by_service() -> httpx.Response:
-    """Twilio's answer to a create through a Messaging Service, as its docs print it: `from` null,
-    `messaging_service_sid` set, `status` accepted (tests/fixtures/SOURCES.md)."""
-    body = (TWILIO_FIXTURES / "messages_create_messaging_service_response.json").read_bytes()
+def created_by_service(name: str = "messages_create_messaging_service_response.json") -> httpx.Response:
+    """Twilio's answer to a create through a Messaging Service: `from` null, `messaging_service_sid`
+    set (the docs' example, status accepted, or twilio-python's test, status sent; see SOURCES.md)."""
+    body = (TWILIO_FIXTURES / name).read_bytes()
     return httpx.Response(201, content=body, headers={"content-type": "application/json"})
 
 
+@pytest.mark.parametrize(
+    ("fixture", "sid", "status"),
+    [
+        pytest.param("messages_create_messaging_service_response.json", "SM18c9444687c240caa8b54dc9a22e14d8",
+                     "accepted", id="docs"),
+        pytest.param("messages_create_messaging_service_response_twilio_python.json", "SM" + "a" * 32, "sent",
+                     id="twilio-python"),
+    ],
+)  # fmt: skip
 async def test_a_messaging_service_sends_without_a_from_number(
-    respx_mock: respx.MockRouter, client: httpx.AsyncClient, sleeps: Sleeps
+    respx_mock: respx.MockRouter, client: httpx.AsyncClient, sleeps: Sleeps, fixture: str, sid: str, status: str
 ) -> None:
-    route = respx_mock.post(messages_url()).mock(return_value=created_by_service())
+    route = respx_mock.post(messages_url()).mock(return_value=created_by_service(fixture))
     outbound = TwilioSender(SID, TOKEN, None, client, messaging_service_sid=SERVICE_SID, sleep=sleeps)
 
     delivery = await outbound.send(TO, "Working on it…", ["https://operator.example/graphs/a.png"])
 
-    assert delivery == Delivery(MASKED_TO, "SM18c9444687c240caa8b54dc9a22e14d8", "accepted", 1)
+    assert delivery == Delivery(MASKED_TO, sid, status, 1)
     assert form(route.calls.last.request) == {
         "To": [TO], "MessagingServiceSid": [SERVICE_SID], "Body": ["Working on it…"],
         "MediaUrl": ["https://operator.example/graphs/a.png"],
