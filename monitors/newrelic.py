@@ -181,7 +181,8 @@ class NewRelic:
         return rows, names
 
     def _graphql_error(self, errors: list[Any]) -> BackendError:
-        """NerdGraph's errors (HTTP 200) as ours; the first error decides, a refused key wherever it is."""
+        """NerdGraph's errors (HTTP 200) as ours: a class or code in any of them (a refused key, NRDB's
+        timeout) decides; else the first one's message is the reason the query was rejected."""
         first = errors[0] if isinstance(errors[0], dict) else {}
         extensions = [e.get("extensions") if isinstance(e, dict) else None for e in errors]
         codes = {str(x.get(k)) for x in extensions if isinstance(x, dict) for k in ("error_code", "code")}
