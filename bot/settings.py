@@ -43,6 +43,7 @@ DEFAULT_METRICS: dict[str, str] = {
 
 SECRET_KEYS = frozenset(
     {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
+     "new_relic_api_key", "twilio_messaging_service_sid",
      "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
      "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token", "dashboard_token",
      "dashboard_secret", "operator_dashboard_token", "operator_dashboard_secret"}
@@ -201,6 +202,11 @@ class Settings(BaseSettings):
     )
     datadog_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_API_KEY"))
     datadog_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_APP_KEY"))
+    new_relic_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("NEW_RELIC_API_KEY"))
+    twilio_messaging_service_sid: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_MESSAGING_SERVICE_SID")
+    )
+    """Outbound texts go through this Messaging Service (MG…) instead of TWILIO_FROM_NUMBER when set."""
     webhook_token: SecretStr | None = Field(None, validation_alias=AliasChoices("OPERATOR_WEBHOOK_TOKEN"))
     webhook_basic_user: str | None = None
     """With OPERATOR_WEBHOOK_PASSWORD: Alertmanager may use basic auth instead of the bearer token."""
@@ -252,6 +258,7 @@ class Settings(BaseSettings):
         values = {
             "datadog_api_key": self.datadog_api_key,
             "datadog_app_key": self.datadog_app_key,
+            "new_relic_api_key": self.new_relic_api_key,
             "pgbouncer_password": self.pgbouncer_password,
             "elasticsearch_api_key": self.elasticsearch_api_key,
             "kong_admin_token": self.kong_admin_token,

@@ -50,6 +50,7 @@ DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
     "prometheus": ("prometheus", "prom", "prometheus server"),
     "alertmanager": ("alertmanager", "alert manager", "alertmgr", "alert-manager"),
     "datadog": ("datadog", "data dog", "dd"),
+    "newrelic": ("newrelic", "new relic"),
     "logs": ("logs", "log backend", "logging", "log store", "log pipeline", "kibana"),
     "database": ("database", "databases", "db", "dbs", "postgres", "postgresql", "pg", "psql", "db server",
                  "database server", "pooler"),
@@ -253,8 +254,8 @@ class Catalog:
 
 
 _BACKEND_SYSTEM = {
-    "prometheus": "prometheus", "alertmanager": "alertmanager", "datadog": "datadog", "loki": "logs",
-    "elasticsearch": "logs", "cloudwatch": "logs", "pgbouncer": "database", "postgres": "database",
+    "prometheus": "prometheus", "alertmanager": "alertmanager", "datadog": "datadog", "newrelic": "newrelic",
+    "loki": "logs", "elasticsearch": "logs", "cloudwatch": "logs", "pgbouncer": "database", "postgres": "database",
     "kong": "gateway", "apigateway": "gateway", "host": "host",
 }  # fmt: skip
 """Backend sections of `monitors:` and the fixed health system each one answers for."""

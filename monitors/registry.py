@@ -25,6 +25,7 @@ ADAPTERS: dict[str, str] = {
     "loki": "monitors.loki",
     "elasticsearch": "monitors.elasticsearch",
     "datadog": "monitors.datadog",
+    "newrelic": "monitors.newrelic",
     "kong": "monitors.kong",
     "cloudwatch": "monitors.cloudwatch",
     "apigateway": "monitors.apigateway",
@@ -34,8 +35,8 @@ ADAPTERS: dict[str, str] = {
 """Backend type -> the module whose `build(name, config, context)` makes its monitor."""
 
 PRIORITY: dict[Kind, tuple[str, ...]] = {
-    Kind.METRICS: ("prometheus", "datadog", "cloudwatch", "http", "host"),
-    Kind.LOGS: ("loki", "elasticsearch", "datadog", "cloudwatch", "http"),
+    Kind.METRICS: ("prometheus", "datadog", "newrelic", "cloudwatch", "http", "host"),
+    Kind.LOGS: ("loki", "elasticsearch", "datadog", "newrelic", "cloudwatch", "http"),
     Kind.DB: ("pgbouncer", "http"),
     Kind.GATEWAY: ("kong", "apigateway", "http"),
     Kind.ALERTS: ("alertmanager",),

@@ -107,12 +107,13 @@ class TwilioSender:
         self,
         account_sid: str,
         auth_token: str,
-        from_number: str,
+        from_number: str | None,
         client: httpx.AsyncClient,
         base_url: str | None = None,
         max_attempts: int = 3,
         backoff_s: float = 0.5,
         *,
+        messaging_service_sid: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_delay_s: float = 30.0,
         status_callback: str | None = None,
@@ -123,7 +124,11 @@ class TwilioSender:
             raise ValueError("max_attempts must be at least 1")
         if backoff_s < 0 or max_delay_s < 0:
             raise ValueError("backoff_s and max_delay_s cannot be negative")
+        if not from_number and not messaging_service_sid:
+            raise ValueError("a from number or a messaging service SID is needed")
         self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        """When set, Twilio picks the sender from the Messaging Service's pool (`MessagingServiceSid`, no `From`)."""
         self.status_callback = status_callback
         """Where Twilio reports delivered/failed (the bot's /twilio/status), when the public URL is known."""
         self.max_attempts = max_attempts
@@ -139,7 +144,9 @@ class TwilioSender:
         self._rng = rng or random.Random()
 
     def __repr__(self) -> str:
-        return f"TwilioSender(from={mask_number(self.from_number)})"
+        if self.messaging_service_sid:
+            return "TwilioSender(via=messaging service)"
+        return f"TwilioSender(from={mask_number(self.from_number or '')})"
 
     async def send(self, to: str, body: str, media_urls: Sequence[str] = ()) -> Delivery:
         """Send `body` (already folded and paged by the caller) to `to`, retrying what may pass next time."""
@@ -166,8 +173,8 @@ class TwilioSender:
         with self.http.capture() as captured:
             try:
                 message = await self._twilio.messages.create_async(
-                    to=to, from_=self.from_number, body=body, media_url=list(media_urls) or values.unset,
-                    status_callback=self.status_callback or values.unset,
+                    to=to, body=body, media_url=list(media_urls) or values.unset,
+                    status_callback=self.status_callback or values.unset, **self._sender(),
                 )  # fmt: skip
             except TwilioRestException as exc:
                 return _rest_failure(exc.status, exc.code, _twilio_text(exc.msg), captured)
@@ -184,6 +191,13 @@ class TwilioSender:
         sid = message.sid if isinstance(message.sid, str) else None
         status = message.status if isinstance(message.status, str) else "queued"
         return Delivery(masked, sid, status, attempt)
+
+    def _sender(self) -> dict[str, Any]:
+        """Who the text comes from: the Messaging Service when one is set (its number pool, sticky
+        sender and opt-out handling apply), else the one number."""
+        if self.messaging_service_sid:
+            return {"messaging_service_sid": self.messaging_service_sid}
+        return {"from_": self.from_number}
 
     def _delay(self, attempt: int, failure: _Failure) -> float | None:
         """Seconds before the next attempt, or None when waiting that long is not worth it."""
@@ -241,14 +255,23 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
 
 
 def _credentials(settings: Settings) -> tuple[dict[str, str], list[str]]:
-    """The Twilio settings that are set (stripped), and the variable names of those that are not."""
+    """The Twilio settings that are set (stripped), and the variable names of those that are not.
+
+    A sender is TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID: either will do, so only when
+    neither is set is one missing (named as the usual one, the number)."""
+    service = settings.twilio_messaging_service_sid
     given = {
         "TWILIO_ACCOUNT_SID": settings.twilio_account_sid.get_secret_value() if settings.twilio_account_sid else "",
         "TWILIO_AUTH_TOKEN": settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else "",
         "TWILIO_FROM_NUMBER": settings.twilio_from_number or "",
+        "TWILIO_MESSAGING_SERVICE_SID": service.get_secret_value() if service else "",
     }
     present = {name: value.strip() for name, value in given.items() if value.strip()}
-    return present, [name for name in given if name not in present]
+    senders = ("TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID")
+    missing = [name for name in given if name not in present and name not in senders]
+    if not any(name in present for name in senders):
+        missing.append("TWILIO_FROM_NUMBER")
+    return present, missing
 
 
 def sender_unavailable(settings: Settings) -> str | None:
@@ -270,8 +293,9 @@ def build_sender(settings: Settings, client: httpx.AsyncClient) -> TwilioSender 
     return TwilioSender(
         present["TWILIO_ACCOUNT_SID"],
         present["TWILIO_AUTH_TOKEN"],
-        present["TWILIO_FROM_NUMBER"],
+        present.get("TWILIO_FROM_NUMBER"),
         client,
         base_url=settings.twilio_api_base_url,
+        messaging_service_sid=present.get("TWILIO_MESSAGING_SERVICE_SID"),
         status_callback=f"{settings.public_url.rstrip('/')}/twilio/status" if settings.public_url else None,
     )

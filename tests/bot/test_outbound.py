@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from bot.settings import load_settings
+from bot.settings import ConfigError, load_settings
 from bot.sms.outbound import (
     Delivery,
     Sender,
@@ -536,3 +537,102 @@ async def test_the_default_base_url_is_twilio(respx_mock: respx.MockRouter, clie
     assert outbound is not None
     route = respx_mock.post(messages_url()).mock(return_value=created())
     assert (await outbound.send(TO, "hello")).ok and route.called
+
+
+# --- TWILIO_MESSAGING_SERVICE_SID -------------------------------------------------------------
+
+SERVICE_SID = "MG" + "9752274e9e519418a7406176694466fa"
+TWILIO_FIXTURES = Path(__file__).parent.parent / "fixtures" / "twilio"
+
+
+def created_by_service(name: str = "messages_create_messaging_service_response.json") -> httpx.Response:
+    """Twilio's answer to a create through a Messaging Service: `from` null, `messaging_service_sid`
+    set (the docs' example, status accepted, or twilio-python's test, status sent; see SOURCES.md)."""
+    body = (TWILIO_FIXTURES / name).read_bytes()
+    return httpx.Response(201, content=body, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("fixture", "sid", "status"),
+    [
+        pytest.param("messages_create_messaging_service_response.json", "SM18c9444687c240caa8b54dc9a22e14d8",
+                     "accepted", id="docs"),
+        pytest.param("messages_create_messaging_service_response_twilio_python.json", "SM" + "a" * 32, "sent",
+                     id="twilio-python"),
+    ],
+)  # fmt: skip
+async def test_a_messaging_service_sends_without_a_from_number(
+    respx_mock: respx.MockRouter, client: httpx.AsyncClient, sleeps: Sleeps, fixture: str, sid: str, status: str
+) -> None:
+    route = respx_mock.post(messages_url()).mock(return_value=created_by_service(fixture))
+    outbound = TwilioSender(SID, TOKEN, None, client, messaging_service_sid=SERVICE_SID, sleep=sleeps)
+
+    delivery = await outbound.send(TO, "Working on it…", ["https://operator.example/graphs/a.png"])
+
+    assert delivery == Delivery(MASKED_TO, sid, status, 1)
+    assert form(route.calls.last.request) == {
+        "To": [TO], "MessagingServiceSid": [SERVICE_SID], "Body": ["Working on it…"],
+        "MediaUrl": ["https://operator.example/graphs/a.png"],
+    }  # fmt: skip
+
+
+async def test_the_service_wins_over_a_from_number_and_never_shows(
+    respx_mock: respx.MockRouter, client: httpx.AsyncClient, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    route = respx_mock.post(messages_url()).mock(side_effect=[twilio_error(500, 20500, "Internal Server Error"),
+                                                              created_by_service()])  # fmt: skip
+    outbound = sender(client, sleeps, messaging_service_sid=SERVICE_SID)
+    assert (await outbound.send(TO, "alert")).attempts == 2
+    for call in route.calls:
+        sent = form(call.request)
+        assert sent["MessagingServiceSid"] == [SERVICE_SID] and "From" not in sent
+    assert repr(outbound) == "TwilioSender(via=messaging service)"
+    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    assert SERVICE_SID not in ours + repr(outbound) and TO not in ours
+
+
+async def test_a_sender_needs_a_number_or_a_service(client: httpx.AsyncClient) -> None:
+    with pytest.raises(ValueError):
+        TwilioSender(SID, TOKEN, None, client)
+    with pytest.raises(ValueError):
+        TwilioSender(SID, TOKEN, "", client, messaging_service_sid="")
+
+
+@pytest.mark.parametrize(
+    ("environ", "fields"),
+    [
+        pytest.param({**FULL_ENV, "TWILIO_FROM_NUMBER": "", "TWILIO_MESSAGING_SERVICE_SID": SERVICE_SID},
+                     {"MessagingServiceSid": [SERVICE_SID]}, id="service-only"),
+        pytest.param({**FULL_ENV, "TWILIO_MESSAGING_SERVICE_SID": f" {SERVICE_SID} "},
+                     {"MessagingServiceSid": [SERVICE_SID]}, id="both-service-wins"),
+        pytest.param({**FULL_ENV, "TWILIO_MESSAGING_SERVICE_SID": "  "}, {"From": [FROM]}, id="blank-service"),
+    ],
+)  # fmt: skip
+async def test_settings_are_valid_with_either_sender(
+    respx_mock: respx.MockRouter, client: httpx.AsyncClient, environ: dict[str, str], fields: dict[str, list[str]]
+) -> None:
+    settings = load_settings(environ=environ, env_file=None)
+    assert sender_unavailable(settings) is None
+    outbound = build_sender(settings, client)
+    assert outbound is not None
+    route = respx_mock.post(messages_url()).mock(return_value=created_by_service())
+    assert (await outbound.send(TO, "hello")).ok
+    sent = form(route.calls.last.request)
+    assert {key: sent[key] for key in ("From", "MessagingServiceSid") if key in sent} == fields
+
+
+async def test_without_a_number_or_a_service_outbound_is_off(client: httpx.AsyncClient) -> None:
+    settings = load_settings(environ={**FULL_ENV, "TWILIO_FROM_NUMBER": ""}, env_file=None)
+    assert sender_unavailable(settings) == "outbound SMS disabled: TWILIO_FROM_NUMBER not set"
+    assert build_sender(settings, client) is None
+
+
+def test_the_service_sid_is_read_from_the_environment_only(tmp_path: Path) -> None:
+    config = tmp_path / "operator.yaml"
+    config.write_text(f"twilio_messaging_service_sid: {SERVICE_SID}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={}, env_file=None)
+    assert SERVICE_SID not in str(caught.value)
+    settings = load_settings(environ={"TWILIO_MESSAGING_SERVICE_SID": SERVICE_SID}, env_file=None)
+    assert SERVICE_SID not in repr(settings)
