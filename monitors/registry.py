@@ -3,6 +3,10 @@
 Each section name is a backend type ("prometheus", "loki") or any name with a `type:` key
 ("orders_api: {type: http, …}", "prom_eu: {type: prometheus, …}"). Adapter modules are imported
 only when configured, so an install without AWS never loads boto3.
+
+Building a monitor starts nothing: a monitor with work of its own (the host's CPU sampler) is a
+`Running` one, started by `MonitorRegistry.start()` once the event loop runs and stopped by `stop()`
+(the runtime does both), so no task or thread exists at import or construction.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from pydantic import ValidationError
@@ -57,6 +61,15 @@ class Builder(Protocol):
     def __call__(self, name: str, config: Mapping[str, Any], context: BuildContext) -> Monitor: ...
 
 
+@runtime_checkable
+class Running(Protocol):
+    """A monitor with background work, started and stopped with the registry."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class MonitorConfigError(ValueError):
     """A `monitors:` section cannot be used; the message names the section, never its values."""
 
@@ -75,6 +88,28 @@ class MonitorRegistry:
             raise DuplicateMonitor(f"monitor {monitor.name!r} is configured twice")
         self._monitors[monitor.name] = monitor
         self._types[monitor.name] = backend_type
+
+    async def start(self) -> None:
+        """Starts the background work of the monitors that have some (stops what started if one fails)."""
+        started: list[Running] = []
+        try:
+            for running in self._running():
+                await running.start()
+                started.append(running)
+        except BaseException:
+            for running in reversed(started):
+                await running.stop()
+            raise
+
+    async def stop(self) -> None:
+        for running in reversed(list(self._running())):
+            await running.stop()
+
+    def _running(self) -> Iterator[Running]:
+        for monitor in self._monitors.values():
+            inner = monitor.inner if isinstance(monitor, Guarded) else monitor
+            if isinstance(inner, Running):
+                yield inner
 
     def __iter__(self) -> Iterator[Monitor]:
         return iter(self._monitors.values())
