@@ -17,7 +17,7 @@ from monitors.base import Alert, AlertList, AlertQuery, Kind, LogQuery, MetricQu
 from monitors.errors import BackendUnavailable
 from monitors.registry import MonitorRegistry
 from monitors.resilience import Guarded
-from tests.fakes import Scripted, in_memory_services
+from tests.fakes import Scripted, ScriptedWriter, in_memory_services
 
 pytestmark = pytest.mark.anyio
 
@@ -174,3 +174,15 @@ async def test_status_when_the_firing_query_fails_on_a_healthy_backend(parser: P
                                  "alertmanager"))  # fmt: skip
     reply = await talk.reply("+1", "status", "viewer")
     assert reply.text.splitlines() == ["1/1 backends ok: Alertmanager", "Alertmanager: unreachable (connection reset)"]
+
+
+async def test_silence_for_forty_five_minutes_in_words_proposes_45_minutes(parser: Parser) -> None:
+    """Number words compose ("forty five" is 45, not 5): the proposal and the silence both say 45 min."""
+    firing = AlertList(AlertQuery("firing"), (Alert("HighCPU", {"service": "checkout"}, "firing", fingerprint="f1"),))
+    am = ScriptedWriter("alertmanager", display="Alertmanager", answer=firing)
+    talk = conversation(parser, (am, "alertmanager"))
+    question = (await talk.reply("+1", "silence HighCPU for forty five minutes", "operator")).text
+    assert question.startswith("Silence HighCPU{service=checkout} for 45m? Reply Y ")
+    code = question.rsplit(" ", 1)[1]
+    assert (await talk.reply("+1", f"Y {code}", "operator")).text.startswith("Silenced HighCPU")
+    assert [seconds for _, seconds in am.silences] == [2700]
