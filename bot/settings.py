@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -25,6 +26,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from bot.sms.numbers import known_region, normalise
 from intents.catalog import DEFAULT_SERVICES, Catalog
 
 DEFAULT_METRICS: dict[str, str] = {
@@ -129,8 +131,11 @@ class Settings(BaseSettings):
     metrics: dict[str, str | MetricSpec] = Field(default_factory=lambda: _default_metrics())
     service_aliases: dict[str, list[str]] = Field(default_factory=dict)
     alert_names: list[str] = Field(default_factory=list)
+    default_region: str | None = None
+    """Where numbers written without a country code are dialled ("US", "GB"): lets allowlist keys read
+    "(555) 123-0001". Without it every key needs its `+` (or `00`) and country code."""
     users: dict[str, User] = Field(default_factory=dict)
-    """The allowlist: E.164 number -> name and role."""
+    """The allowlist: number -> name and role. Keys in any usual format, held in E.164 (what Twilio sends)."""
     monitors: dict[str, dict[str, Any]] = Field(default_factory=lambda: _default_monitors())
     """A monitor is enabled by its section; the local host is the embedded default."""
     schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -219,6 +224,34 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_services(cls, value: list[str]) -> list[str]:
         return [s.strip().lower() for s in value if s.strip()]
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is not None and not known_region(value):
+            raise PydanticCustomError("region", "not a region code such as US, GB or DE")
+        return value.upper() if value else None
+
+    @field_validator("users")
+    @classmethod
+    def _numbers_in_e164(cls, value: dict[str, User], info: ValidationInfo) -> dict[str, User]:
+        """Each key as E.164, so it matches what Twilio sends; a key that is no phone number is refused by
+        its position (the key itself may be a typo of someone's real number: it is not echoed)."""
+        region = info.data.get("default_region")
+        users: dict[str, User] = {}
+        seen: dict[str, int] = {}
+        for position, (written, user) in enumerate(value.items(), 1):
+            number = normalise(written, region)
+            if number is None:
+                digits = sum(c.isdigit() for c in written)
+                national = not region and digits >= 7 and not written.strip().startswith(("+", "00"))
+                hint = " (without a + and country code it needs default_region, e.g. US)" if national else ""
+                raise PydanticCustomError("phone_number", f"entry {position} is not a phone number{hint}")
+            if number in seen:
+                raise PydanticCustomError("phone_number", f"entries {seen[number]} and {position} are the same number")
+            seen[number] = position
+            users[number] = user
+        return users
 
     @field_validator("metrics")
     @classmethod

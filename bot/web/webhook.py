@@ -27,6 +27,7 @@ from bot.db.history import Direction, History, make_entry
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.sms.encoding import segment_count
+from bot.sms.numbers import caller
 from bot.sms.outbound import Sender
 from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
@@ -76,7 +77,7 @@ class Webhook:
             self.metrics.rejected.labels("malformed").inc()
             return Response(status_code=400)
         fields = dict(params)
-        number = fields.get("From", "").strip()
+        number = caller(fields.get("From", ""), self.settings.default_region)
         if not self.security.verify(
             request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")
         ):
