@@ -124,3 +124,13 @@ def test_serve_refuses_in_one_line_before_binding(tmp_path: Path) -> None:
 def test_a_mistyped_number_in_an_error_path_is_masked_too(tmp_path: Path) -> None:
     message = refusal(tmp_path, 'users:\n  "+1555123000": {role: admin}\n')
     assert message == "invalid configuration: users.+1555***3000.role: Input should be 'viewer' or 'operator'"
+
+
+def test_the_readme_configuration_loads_as_printed(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    block = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "operator.yaml"
+    path.write_text(block, "utf-8")
+    settings = load_settings(path, environ={}, env_file=None)
+    assert list(settings.users) == ["+15551230001", "+15551230002"]
+    assert {"prometheus", "orders_api", "prom_eu", "host"} <= set(settings.monitors)
