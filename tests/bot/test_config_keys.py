@@ -59,6 +59,7 @@ MINIMAL = {
     "apigateway": {"region": "eu-west-1"},
     "http": {"url": "http://127.0.0.1:8080/health"},
     "host": {},
+    "newrelic": {"account_id": 1234567},  # with the New Relic adapter (another branch)
 }
 
 
