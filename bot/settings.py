@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from dotenv import dotenv_values
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -25,7 +36,12 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from bot.config_keys import referenced_variables, unknown_keys, unknown_variables
+from bot.sms.numbers import known_region, normalise
+from bot.sms.privacy import mask_number, redact_numbers
 from intents.catalog import DEFAULT_SERVICES, Catalog
+from monitors.keys import describe_errors
+from monitors.registry import check_sections
 
 DEFAULT_METRICS: dict[str, str] = {
     "cpu": 'avg(rate(process_cpu_seconds_total{service="{service}"}[5m])) * 100',
@@ -87,11 +103,15 @@ def _clock_time(part: str, whole: str) -> time_of_day:
 class MetricSpec(BaseModel):
     """A metric alias given as a mapping: its PromQL template and extra words people use for it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     query: str
     words: list[str] = Field(default_factory=list)
 
 
 class User(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = ""
     role: Literal["viewer", "operator"] = "viewer"
     min_severity: Literal["info", "warning", "critical"] = "warning"
@@ -130,8 +150,11 @@ class Settings(BaseSettings):
     metrics: dict[str, str | MetricSpec] = Field(default_factory=lambda: _default_metrics())
     service_aliases: dict[str, list[str]] = Field(default_factory=dict)
     alert_names: list[str] = Field(default_factory=list)
+    default_region: str | None = None
+    """Where numbers written without a country code are dialled ("US", "GB"): lets allowlist keys read
+    "(555) 123-0001". Without it every key needs its `+` (or `00`) and country code."""
     users: dict[str, User] = Field(default_factory=dict)
-    """The allowlist: E.164 number -> name and role."""
+    """The allowlist: number -> name and role. Keys in any usual format, held in E.164 (what Twilio sends)."""
     monitors: dict[str, dict[str, Any]] = Field(default_factory=lambda: _default_monitors())
     """A monitor is enabled by its section; the local host is the embedded default."""
     schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -226,6 +249,34 @@ class Settings(BaseSettings):
     def _lowercase_services(cls, value: list[str]) -> list[str]:
         return [s.strip().lower() for s in value if s.strip()]
 
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is not None and not known_region(value):
+            raise PydanticCustomError("region", "not a region code such as US, GB or DE")
+        return value.upper() if value else None
+
+    @field_validator("users")
+    @classmethod
+    def _numbers_in_e164(cls, value: dict[str, User], info: ValidationInfo) -> dict[str, User]:
+        """Each key as E.164, so it matches what Twilio sends; a key that is no phone number is refused by
+        its position (the key itself may be a typo of someone's real number: it is not echoed)."""
+        region = info.data.get("default_region")
+        users: dict[str, User] = {}
+        seen: dict[str, int] = {}
+        for position, (written, user) in enumerate(value.items(), 1):
+            number = normalise(written, region)
+            if number is None:
+                digits = sum(c.isdigit() for c in written)
+                national = not region and digits >= 7 and not written.strip().startswith(("+", "00"))
+                hint = " (without a + and country code it needs default_region, e.g. US)" if national else ""
+                raise PydanticCustomError("phone_number", f"entry {position} is not a phone number{hint}")
+            if number in seen:
+                raise PydanticCustomError("phone_number", f"entries {seen[number]} and {position} are the same number")
+            seen[number] = position
+            users[number] = user
+        return users
+
     @field_validator("metrics")
     @classmethod
     def _keep_builtin_metrics(cls, value: dict[str, str | MetricSpec]) -> dict[str, str | MetricSpec]:
@@ -302,22 +353,50 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: str | Path | None = ".env",
 ) -> Settings:
-    """Settings from the YAML file (`config_file` or `OPERATOR_CONFIG`), `.env` and the environment."""
+    """Settings from the YAML file (`config_file` or `OPERATOR_CONFIG`), `.env` and the environment.
+
+    A key nobody would read is refused with the closest valid one: in the file ("unknown key monitrs (did
+    you mean monitors?)"), in a user entry or metric, and among OPERATOR_* variables of the environment
+    and `.env`, which must each be a real setting."""
     environ = os.environ if environ is None else environ
     path = config_file or environ.get("OPERATOR_CONFIG")
     data: dict[str, Any] = read_config(Path(path)) if path else {}
+    problems = [f"config file {path}: {line}" for line in unknown_keys(Settings, data)]
+    dotenv: Mapping[str, str | None] = {}
     if env_file and Path(env_file).is_file():
+        dotenv = dotenv_values(env_file)
         data.update(DotEnvSettingsSource(Settings, env_file=env_file)())
+    referenced = referenced_variables(data)
+    problems += [f"{env_file}: {line}" for line in unknown_variables(Settings, dotenv, referenced)]
+    problems += unknown_variables(Settings, environ, referenced)
+    if problems:
+        raise ConfigError("; ".join(problems))
     data.update(_MappingEnvSource(Settings, environ)())
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration: {describe(exc)}") from exc
+    problems = check_sections(settings.monitors, settings.metric_templates(), settings.secrets())
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings
 
 
 def describe(error: ValidationError) -> str:
-    """Which keys are wrong and why, without echoing the values (they may be secrets or URLs)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in error.errors())
+    """Which keys are wrong and why, without echoing the values (they may be secrets or URLs); unknown
+    keys with the closest valid one; allowlist numbers in a path masked."""
+    return redact_numbers("; ".join(describe_errors(error, Settings, show=_masked_user)))
+
+
+def _masked_user(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """users.+15551230001.nmae -> users.+1555***0001.nmae: a start-up error is a log line too."""
+    if len(loc) > 1 and loc[0] == "users":
+        key = str(loc[1])
+        digits = re.sub(r"\D", "", key)
+        if len(digits) >= 7:  # enough to call someone: masked, even when it is not a valid number
+            key = mask_number(normalise(key) or ("+" if key.strip().startswith("+") else "") + digits)
+        return ("users", key, *loc[2:])
+    return tuple(loc)
 
 
 CATALOG_KEYS = ("services", "metrics", "service_aliases", "alert_names", "monitors", "schedules")

@@ -28,7 +28,7 @@ def seconds_of(slots: Mapping[str, SlotValue], name: str) -> int | None:
 
 
 class Intent(StrEnum):
-    """The canonical commands of the contract (`COMMANDS.md`)."""
+    """The canonical commands of the contract (`docs/commands.md`)."""
 
     HELP = "help"
     STATUS = "status"

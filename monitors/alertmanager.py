@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import Alert, AlertList, AlertQuery, Health, Kind, Query, Result
 from monitors.errors import BackendError, BackendQueryError, BadBackendResponse, scrub
@@ -46,6 +46,8 @@ _PORT = re.compile(r":\d+$")
 
 
 class AlertmanagerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is refused, not ignored
+
     url: str
     timeout_s: float = Field(3.0, gt=0, le=30)
 

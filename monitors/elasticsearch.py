@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitors.base import Health, Kind, LogLine, LogQuery, LogResult, Query, Result
 from monitors.errors import BackendQueryError, BadBackendResponse
@@ -37,6 +37,8 @@ API_KEY_SECRET = "elasticsearch_api_key"
 
 
 class ElasticsearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is refused, not ignored
+
     url: str
     index: str = "logs-*"
     """An index, alias, data stream or pattern; comma-separated lists and `-exclusions` allowed."""

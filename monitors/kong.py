@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import GatewayQuery, Health, Kind, Query, Report, Result
 from monitors.errors import BackendQueryError, BadBackendResponse
@@ -40,6 +40,8 @@ ADMIN_TOKEN_SECRET = "kong_admin_token"
 
 
 class KongConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is refused, not ignored
+
     url: str
     """The Admin API (port 8001 by default), not the proxy."""
     timeout_s: float = Field(3.0, gt=0, le=30)

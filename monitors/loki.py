@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitors.base import Health, Kind, LogLine, LogQuery, LogResult, Query, Result
 from monitors.errors import BackendQueryError, BadBackendResponse, scrub
@@ -46,6 +46,8 @@ REASON_BYTES = 1000
 
 
 class LokiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is refused, not ignored
+
     url: str
     timeout_s: float = Field(3.0, gt=0, le=30)
     service_label: str = Field("service", pattern=LABEL_NAME)

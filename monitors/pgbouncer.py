@@ -31,7 +31,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitors.base import DbQuery, Health, Kind, Query, Report, Result
 from monitors.errors import (
@@ -73,6 +73,8 @@ _LIBPQ_PREFIX = re.compile(
 
 
 class PgBouncerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is refused, not ignored
+
     dsn: str
     """libpq DSN of the admin console (postgresql://user@host:6432/pgbouncer), without a password."""
     timeout_s: float = Field(3.0, gt=0, le=30)

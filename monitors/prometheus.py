@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitors.base import Health, Kind, MetricQuery, MetricResult, Query, Result, Sample, Series
 from monitors.errors import BackendQueryError, BadBackendResponse
@@ -27,6 +27,8 @@ MAX_POINTS = 120
 
 
 class PrometheusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is refused, not ignored
+
     url: str
     timeout_s: float = Field(3.0, gt=0, le=30)
 

@@ -3,6 +3,10 @@
 Each section name is a backend type ("prometheus", "loki") or any name with a `type:` key
 ("orders_api: {type: http, …}", "prom_eu: {type: prometheus, …}"). Adapter modules are imported
 only when configured, so an install without AWS never loads boto3.
+
+Building a monitor starts nothing: a monitor with work of its own (the host's CPU sampler) is a
+`Running` one, started by `MonitorRegistry.start()` once the event loop runs and stopped by `stop()`
+(the runtime does both), so no task or thread exists at import or construction.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from monitors import keys
 from monitors.base import AlertWriter, Kind, Monitor
 from monitors.resilience import CircuitBreaker, Guarded
 
@@ -58,6 +63,15 @@ class Builder(Protocol):
     def __call__(self, name: str, config: Mapping[str, Any], context: BuildContext) -> Monitor: ...
 
 
+@runtime_checkable
+class Running(Protocol):
+    """A monitor with background work, started and stopped with the registry."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class MonitorConfigError(ValueError):
     """A `monitors:` section cannot be used; the message names the section, never its values."""
 
@@ -76,6 +90,28 @@ class MonitorRegistry:
             raise DuplicateMonitor(f"monitor {monitor.name!r} is configured twice")
         self._monitors[monitor.name] = monitor
         self._types[monitor.name] = backend_type
+
+    async def start(self) -> None:
+        """Starts the background work of the monitors that have some (stops what started if one fails)."""
+        started: list[Running] = []
+        try:
+            for running in self._running():
+                await running.start()
+                started.append(running)
+        except BaseException:
+            for running in reversed(started):
+                await running.stop()
+            raise
+
+    async def stop(self) -> None:
+        for running in reversed(list(self._running())):
+            await running.stop()
+
+    def _running(self) -> Iterator[Running]:
+        for monitor in self._monitors.values():
+            inner = monitor.inner if isinstance(monitor, Guarded) else monitor
+            if isinstance(inner, Running):
+                yield inner
 
     def __iter__(self) -> Iterator[Monitor]:
         return iter(self._monitors.values())
@@ -120,14 +156,50 @@ def build_monitors(
         backend_type = str(config.pop("type", name))
         module_name = ADAPTERS.get(backend_type)
         if module_name is None:
-            raise MonitorConfigError(
-                f"monitor {name!r}: unknown type {backend_type!r} (one of {', '.join(sorted(ADAPTERS))})"
-            )
-        builder: Builder = importlib.import_module(module_name).build
+            guess = keys.closest(backend_type, ADAPTERS)
+            hint = f"did you mean {guess}?" if guess else f"one of {', '.join(sorted(ADAPTERS))}"
+            raise MonitorConfigError(f"monitor {name!r}: unknown type {backend_type!r} ({hint})")
+        module = importlib.import_module(module_name)
+        builder: Builder = module.build
         try:
             monitor = builder(name, config, context)
         except ValidationError as exc:
-            fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
-            raise MonitorConfigError(f"monitor {name!r}: invalid {fields}") from exc
+            raise MonitorConfigError(_invalid(name, exc, getattr(module, exc.title, None))) from exc
         registry.register(Guarded(monitor, CircuitBreaker()) if guard else monitor, backend_type)
     return registry
+
+
+def check_sections(
+    sections: Mapping[str, Mapping[str, Any] | None],
+    metric_templates: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What is wrong with each `monitors:` section (unknown keys and types, bad values), found at start-up
+    by building every monitor once on a client that sends nothing, and dropping it: so `operator serve`
+    refuses a misspelled `timout_s` in one line before it binds a port, not in its lifespan."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(503)))
+    context = BuildContext(client, metric_templates or {}, secrets or {})
+    problems: list[str] = []
+    for name, raw in sections.items():
+        try:
+            build_monitors({name: raw}, context, guard=False)
+        except MonitorConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _invalid(name: str, error: ValidationError, model: object) -> str:
+    """ "monitor 'loki': invalid url" for bad values (never echoed), and for a key the section's model
+    does not have, its path and the closest valid key: "monitors.prometheus.timout_s: unknown (did you
+    mean timeout_s?)"."""
+    unknown: list[str] = []
+    invalid: set[str] = set()
+    for detail in error.errors():
+        loc = tuple(detail["loc"])
+        if detail["type"] == "extra_forbidden" and loc and isinstance(model, type) and issubclass(model, BaseModel):
+            path = ".".join(str(p) for p in ("monitors", name, *loc))
+            unknown.append(keys.unknown(path, str(loc[-1]), keys.keys_at(model, loc[:-1])))
+        else:
+            invalid.add(".".join(str(p) for p in loc))
+    lines = [f"monitor {name!r}: invalid {', '.join(sorted(invalid))}"] if invalid else []
+    return "; ".join(lines + unknown)

@@ -64,7 +64,8 @@ async def open_runtime(
     """Everything a running bot shares; the client is closed on exit (unless it was given).
 
     Without `stores` the process keeps its state in memory (the terminal, tests); without
-    `subscriptions` choices last as long as the process. `media=False` sends charts as text.
+    `subscriptions` choices last as long as the process. `media=False` sends charts as text. Monitors
+    with background work (the host's CPU sampler) run from entry to exit.
     """
     own_client = client is None
     http = client or new_client()
@@ -91,7 +92,11 @@ async def open_runtime(
             metrics=metrics,
         )
         conversation = Conversation(parser or build_parser(settings), state.contexts, commands, services)
-        yield Runtime(settings, http, services, conversation)
+        await monitors.start()
+        try:
+            yield Runtime(settings, http, services, conversation)
+        finally:
+            await monitors.stop()
     finally:
         renderer.close()
         if own_client:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
@@ -26,6 +27,7 @@ from bot.db.history import Direction, History, make_entry
 from bot.observability import Metrics
 from bot.settings import Settings
 from bot.sms.encoding import segment_count
+from bot.sms.numbers import caller
 from bot.sms.outbound import Sender
 from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
@@ -34,6 +36,9 @@ from bot.web.background import Background
 from bot.web.body import bounded_body
 from bot.web.security import WebhookSecurity
 from bot.web.twiml import TWIML, twiml
+from intents.durations import format_duration
+from intents.models import Intent, Parse, seconds_of
+from monitors.formatting import clip
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ class Webhook:
             self.metrics.rejected.labels("malformed").inc()
             return Response(status_code=400)
         fields = dict(params)
-        number = fields.get("From", "").strip()
+        number = caller(fields.get("From", ""), self.settings.default_region)
         if not self.security.verify(
             request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")
         ):
@@ -141,7 +146,11 @@ class Webhook:
         return twiml(page, reply.media)
 
     def _later(self, task: asyncio.Future[Reply], number: str, text: str, started: float) -> None:
-        """Send the answer of a slow command through the REST API once it is ready."""
+        """Send the answer of a slow command through the REST API once it is ready.
+
+        It arrives on its own, after "Working on it" and maybe after other answers, so it names its
+        question: "checkout cpu: Prometheus timed out after 4 s" rather than the bare error line.
+        """
 
         async def deliver() -> None:
             media: tuple[str, ...]
@@ -149,10 +158,11 @@ class Webhook:
                 reply = await task
             except Exception as exc:  # a background task's outermost frame: log it, tell the user
                 log.error("deferred reply failed for %s: %s", mask_number(number), type(exc).__name__)
-                page, media = SOMETHING_WENT_WRONG, ()
+                page, media = labelled(f'"{clip(text, 30)}"', SOMETHING_WENT_WRONG), ()
                 intent, command = "error", ""
             else:
-                page, media = await self.replies.finish(number, reply), reply.media
+                named = replace(reply, text=labelled(question_label(reply.parse), reply.text), context_used=())
+                page, media = await self.replies.finish(number, named), reply.media
                 intent, command = reply.parse.intent.value, reply.parse.command
             await self._send(number, page, intent, command, started, media)
 
@@ -210,3 +220,44 @@ class Webhook:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+_NAMED_LINE = re.compile(r"([A-Z][\w.-]*(?: [A-Z][\w.-]*)?): ")
+"""A line that starts with a backend's name ("Prometheus: timed out after 4 s", "Loki: unreachable")."""
+_WORDS = re.compile(r"[\w ]*")
+_QUERY_NOUNS = {Intent.LOGS: "logs", Intent.GRAPH: "graph", Intent.HEALTH: "health", Intent.DB: "db",
+                Intent.GATEWAY: "gateway", Intent.ALERTS: "alerts", Intent.STATUS: "status"}  # fmt: skip
+
+
+def question_label(parse: Parse) -> str:
+    """What a text asked, shortly, in the words answers use: "checkout cpu", "checkout latency 6h",
+    "payment error logs 30m", "database health"; other commands by their strict form."""
+    slots = parse.slots
+    if parse.intent in (Intent.METRICS, Intent.GRAPH, Intent.LOGS, Intent.HEALTH, Intent.DB, Intent.GATEWAY,
+                        Intent.ALERTS, Intent.STATUS):  # fmt: skip
+        metric = str(slots.get("metric", "")).replace("_", " ")
+        if not _WORDS.fullmatch(metric):
+            metric = "query"  # a raw expression: too long and too odd for a label
+        words = [
+            slots.get("service"), slots.get("system"), slots.get("state"), slots.get("level"),
+            metric if parse.intent in (Intent.METRICS, Intent.GRAPH) else None,
+            _QUERY_NOUNS.get(parse.intent),
+            metric if parse.intent is Intent.DB else None, slots.get("endpoint"),
+        ]  # fmt: skip
+        span = seconds_of(slots, "range_s")
+        if span:
+            words.append(format_duration(span))
+        label = " ".join(str(w) for w in words if w)
+    else:
+        label = parse.command or parse.intent.value
+    return clip(label, 40)
+
+
+def labelled(label: str, text: str) -> str:
+    """The answer with its question in front, unless it already starts with it; a backend's line reads on:
+    "checkout cpu: Prometheus timed out after 4 s"."""
+    if not label or text.lower().startswith(label.lower()):
+        return text
+    named = _NAMED_LINE.match(text)
+    if named:
+        return f"{label}: {named.group(1)} {text[named.end() :]}"
+    return f"{label}: {text}"

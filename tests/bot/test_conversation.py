@@ -126,9 +126,8 @@ def test_registry_refuses_duplicates_and_covers_every_intent() -> None:
 def test_roles_from_the_allowlist(settings: Settings) -> None:
     assert role_of(settings, LOCAL_USER) == "operator"
     assert role_of(settings, "+15559999999") is None
-    configured = settings.model_copy(update={"users": {"+1": {"role": "viewer"}}})
-    configured = Settings(**{**settings.model_dump(), "users": {"+1": {"name": "bob", "role": "viewer"}}})
-    assert role_of(configured, "+1") == "viewer"
+    configured = Settings(**{**settings.model_dump(), "users": {"+1 555 777 0001": {"name": "bob", "role": "viewer"}}})
+    assert role_of(configured, "+15557770001") == "viewer"
     assert role_of(configured, LOCAL_USER) is None
 
 

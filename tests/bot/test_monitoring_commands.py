@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -11,11 +13,11 @@ from bot.core.conversation import Conversation
 from bot.core.runtime import build_store
 from bot.settings import Settings, load_settings
 from intents import Parser
-from monitors.base import Alert, AlertList, AlertQuery, Kind, LogQuery, MetricQuery
+from monitors.base import Alert, AlertList, AlertQuery, Kind, LogQuery, MetricQuery, Query, Result
 from monitors.errors import BackendUnavailable
 from monitors.registry import MonitorRegistry
 from monitors.resilience import Guarded
-from tests.fakes import Scripted, in_memory_services
+from tests.fakes import Scripted, ScriptedWriter, in_memory_services
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +135,54 @@ async def test_listed_alerts_are_numbered_in_the_users_context(parser: Parser) -
     context = await talk.store.get("+1")
     assert context.alerts == ("f1", "f2")
     assert (await talk.store.get("+2")).alerts == ()
+
+
+async def test_status_with_a_hung_alertmanager_waits_one_timeout_and_says_so_once(parser: Parser) -> None:
+    hung = Scripted("alertmanager", display="Alertmanager", kinds=frozenset({Kind.ALERTS}), delay_s=30, timeout_s=0.3)
+    talk = conversation(parser, (Scripted("prometheus", display="Prometheus"), "prometheus"), (hung, "alertmanager"),
+                        deadline_s=5)  # fmt: skip
+    started = time.monotonic()
+    reply = await talk.reply("+1", "status", "viewer")
+    elapsed = time.monotonic() - started
+    assert reply.text.splitlines() == ["1/2 backends ok: Prometheus", "Alertmanager: timed out after 0.3 s"]
+    assert elapsed < 0.3 + 0.25 + 0.3  # one backend timeout (with the guard's grace), not two in a row
+    assert hung.calls == 2  # health and the firing query, side by side
+
+
+async def test_status_when_only_the_firing_query_outlives_the_deadline(parser: Parser) -> None:
+    @dataclass
+    class SlowQueries(Scripted):
+        async def query(self, request: Query) -> Result:
+            await asyncio.sleep(30)
+            raise AssertionError("cancelled by the status deadline")
+
+    slow = SlowQueries("alertmanager", display="Alertmanager", kinds=frozenset({Kind.ALERTS}), timeout_s=30)
+    talk = conversation(parser, (slow, "alertmanager"), deadline_s=0.4)
+    started = time.monotonic()
+    reply = await talk.reply("+1", "status", "viewer")
+    assert time.monotonic() - started < 0.4 + 0.2
+    assert reply.text.splitlines() == ["1/1 backends ok: Alertmanager", "Alertmanager: timed out after 0.4 s"]
+
+
+async def test_status_when_the_firing_query_fails_on_a_healthy_backend(parser: Parser) -> None:
+    @dataclass
+    class BrokenQueries(Scripted):
+        async def query(self, request: Query) -> Result:
+            raise BackendUnavailable("Alertmanager", "connection reset")
+
+    talk = conversation(parser, (BrokenQueries("alertmanager", display="Alertmanager", kinds=frozenset({Kind.ALERTS})),
+                                 "alertmanager"))  # fmt: skip
+    reply = await talk.reply("+1", "status", "viewer")
+    assert reply.text.splitlines() == ["1/1 backends ok: Alertmanager", "Alertmanager: unreachable (connection reset)"]
+
+
+async def test_silence_for_forty_five_minutes_in_words_proposes_45_minutes(parser: Parser) -> None:
+    """Number words compose ("forty five" is 45, not 5): the proposal and the silence both say 45 min."""
+    firing = AlertList(AlertQuery("firing"), (Alert("HighCPU", {"service": "checkout"}, "firing", fingerprint="f1"),))
+    am = ScriptedWriter("alertmanager", display="Alertmanager", answer=firing)
+    talk = conversation(parser, (am, "alertmanager"))
+    question = (await talk.reply("+1", "silence HighCPU for forty five minutes", "operator")).text
+    assert question.startswith("Silence HighCPU{service=checkout} for 45m? Reply Y ")
+    code = question.rsplit(" ", 1)[1]
+    assert (await talk.reply("+1", f"Y {code}", "operator")).text.startswith("Silenced HighCPU")
+    assert [seconds for _, seconds in am.silences] == [2700]

@@ -247,7 +247,12 @@ def one(extra: str = "", *, name: str = "Bad", query: str = "expr: up", op: str 
             "rule 'Bad': labels: label name 'team name' is not a Prometheus label name",
             id="bad-label-name",
         ),
-        pytest.param(one("treshold: 5"), "rule 'Bad': treshold: is not a known field", id="misspelt-field"),
+        pytest.param(
+            one("treshold: 5"),
+            "rule 'Bad': treshold: is not a known field (did you mean threshold?)",
+            id="misspelt-field",
+        ),
+        pytest.param("ruels:\n  - name: x\n", "ruels: is not a known field (did you mean rules?)", id="misspelt-rules"),
         pytest.param(
             "groups:\n  - name: x\n",
             "groups: is not a known field (the file holds `rules:`)",

@@ -83,7 +83,7 @@ def test_catalog_follows_the_config(tmp_path: Path) -> None:
         tmp_path,
         "services: [billing]\n"
         "metrics:\n  queue_depth: {query: 'sum(q{service=\"{service}\"})', words: [backlog]}\n"
-        "monitors: {orders_api: {url: 'http://127.0.0.1:1'}}\n"
+        "monitors: {orders_api: {type: http, url: 'http://127.0.0.1:1'}}\n"
         "alert_names: [LedgerLag]\n",
     )
     catalog = load_settings(path, environ={}, env_file=None).catalog()

@@ -18,6 +18,7 @@ from bot.settings import DEFAULT_METRICS, User
 from bot.sms.privacy import mask_number
 from intents.durations import compact_seconds, format_duration
 from monitors.base import MetricQuery
+from monitors.keys import closest, keys_at
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,10 @@ def load_rules(
     """
     path = Path(path)
     data = _read_yaml(path)
-    problems = [f"{key}: is not a known field (the file holds `rules:`)" for key in data if key != "rules"]
+    hint = {True: "did you mean rules?", False: "the file holds `rules:`"}
+    problems = [
+        f"{key}: is not a known field ({hint[bool(closest(str(key), ['rules']))]})" for key in data if key != "rules"
+    ]
     raw = data.get("rules")
     if not isinstance(raw, list):
         problems.append("rules: is required" if raw is None else "rules: must be a list of rules")
@@ -245,6 +249,10 @@ def load_rules(
     if problems:
         raise RuleFileError(_problems(path, problems))
     return [rule for _, rule in rules]
+
+
+def _top_hint(key: str) -> str:
+    return "did you mean rules?" if closest(key, ["rules"]) else "the file holds `rules:`"
 
 
 def _read_yaml(path: Path) -> Any:
@@ -285,7 +293,8 @@ def _explain(error: Mapping[str, Any], index: int, item: Any) -> str:
     if kind == "missing":
         message = "is required"
     elif kind == "extra_forbidden":
-        message = "is not a known field"
+        guess = closest(str(error["loc"][-1]), keys_at(Rule, tuple(error["loc"])[:-1]))
+        message = "is not a known field" + (f" (did you mean {guess}?)" if guess else "")
     elif kind == "value_error":
         message = str(error["ctx"]["error"])
     else:

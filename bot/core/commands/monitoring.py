@@ -6,9 +6,11 @@ monitor's own short formatting; any backend failure becomes one line via `descri
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bot.charts.media import media_url
 from bot.charts.scales import title_for
@@ -28,7 +30,7 @@ from monitors.base import (
     Monitor,
     Query,
 )
-from monitors.errors import BackendError, NotConfigured, describe
+from monitors.errors import BackendError, BackendTimeout, NotConfigured, describe
 from monitors.formatting import duration
 from monitors.registry import MonitorRegistry
 from monitors.resilience import Checked, fan_out
@@ -89,12 +91,24 @@ async def _check(request: Request, monitors: list[Monitor]) -> list[Checked]:
 async def status(request: Request) -> Answer:
     """Which backends are up (one line), a line for each that is not, then what is firing.
 
-    Kept to a couple of SMS: details of healthy backends are for `health`.
+    Kept to a couple of SMS: details of healthy backends are for `health`. The firing-alerts query runs
+    beside the health checks under the same deadline: one after the other, a hung Alertmanager cost two
+    timeouts and said "timed out" twice. A backend whose health already failed gets no second line.
     """
-    monitors = list(_monitors(request))
+    registry = _monitors(request)
+    monitors = list(registry)
     if not monitors:
         return Answer("No monitors are configured. Add some under monitors: in the config.")
-    checked = await _check(request, monitors)
+    deadline_s = request.services.settings.status_deadline_s
+    alerting = registry.for_kind(Kind.ALERTS)
+    started = time.monotonic()
+    firing = asyncio.ensure_future(ask(request, Kind.ALERTS, AlertQuery("firing"))) if alerting else None
+    try:
+        checked = await _check(request, monitors)
+    except BaseException:
+        if firing is not None:
+            firing.cancel()
+        raise
     bad = [c for c in checked if c.error is not None or (c.health is not None and not c.health.ok)]
     good = [c for c in checked if c not in bad]
     oldest = max((c.age_s for c in good), default=0.0)
@@ -102,11 +116,34 @@ async def status(request: Request) -> Answer:
     names = ", ".join(c.monitor.display for c in good)
     head = f"{len(good)}/{len(checked)} backends ok" + (f": {names}{age}" if good else ".")
     lines = [head, *(_health_line(c) for c in bad)]
-    alerting = _monitors(request).for_kind(Kind.ALERTS)
-    if alerting:
-        _, result, text = await ask(request, Kind.ALERTS, AlertQuery("firing"))
-        lines.append(text if not isinstance(result, AlertList) else _alerts_summary(result))
+    if firing is not None:
+        failed = {c.monitor.name for c in bad}
+        line = await _firing_line(firing, alerting[0], deadline_s - (time.monotonic() - started), deadline_s)
+        if not (line.failed and alerting[0].name in failed):
+            lines.append(line.text)
     return Answer("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    failed: bool
+
+
+async def _firing_line(
+    firing: asyncio.Future[tuple[Monitor | None, object, str]], monitor: Monitor, left_s: float, deadline_s: float
+) -> _Line:
+    """What is firing, or why that is unknown, by what is left of the status deadline."""
+    done, _ = await asyncio.wait({firing}, timeout=max(left_s, 0.0))
+    if not done:
+        firing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await firing
+        return _Line(describe(BackendTimeout(monitor.display, deadline_s)), failed=True)
+    _, result, text = firing.result()
+    if isinstance(result, AlertList):
+        return _Line(_alerts_summary(result), failed=False)
+    return _Line(text, failed=True)
 
 
 def _alerts_summary(result: AlertList) -> str:
