@@ -212,11 +212,14 @@ async def test_bad_sections_are_refused_by_name() -> None:
                                ({"account_id": 1, "region": "asia"}, "region"),
                                ({"account_id": 1, "api_url": "file:///etc/passwd"}, "api_url"),
                                ({"account_id": 1, "service_attributes": ["a`b"]}, "service_attributes"),
-                               ({"account_id": 1, "log_event_type": "Log WHERE 1"}, "log_event_type"),
-                               ({"account_id": 1, "apikey": KEY}, "apikey")):  # fmt: skip
+                               ({"account_id": 1, "log_event_type": "Log WHERE 1"}, "log_event_type")):  # fmt: skip
             with pytest.raises(MonitorConfigError) as caught:
                 build_monitors({"newrelic": section}, BuildContext(client, secrets=SECRETS), guard=False)
             assert str(caught.value) == f"monitor 'newrelic': invalid {field}" and KEY not in str(caught.value)
+        with pytest.raises(MonitorConfigError) as caught:  # a key in the file is an unknown key, never echoed
+            build_monitors({"newrelic": {"account_id": 1, "apikey": KEY}}, BuildContext(client, secrets=SECRETS),
+                           guard=False)  # fmt: skip
+        assert str(caught.value).startswith("monitors.newrelic.apikey: unknown") and KEY not in str(caught.value)
 
 
 # --- logs --------------------------------------------------------------------------------------
