@@ -107,6 +107,42 @@ async def test_an_alert_in_alertmanager_is_texted_and_acted_on_by_reply(tmp_path
         assert states[silence["id"]] == "expired"
 
 
+async def test_a_silence_is_tied_to_its_code_through_the_signed_webhook(tmp_path: Path) -> None:
+    """ "no" withdraws it, another command drops it, a bare "yes" asks for the code: Alertmanager gets a
+    silence only from "Y <code>" answering the question asked last."""
+    async with running(tmp_path, "rate_burst: 50\n") as setup:
+        setup.am.fire({"alertname": "HighCPU", "service": "checkout", "severity": "critical"})
+        await setup.wait_for_texts(2)
+
+        async def say(text: str) -> str:
+            return message_of(await setup.bot.text(text))
+
+        def silences() -> list[dict[str, object]]:
+            return [s for s in setup.am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"]
+
+        async def ask() -> str:
+            question = await say("silence HighCPU 1h")
+            assert question.startswith("Silence HighCPU{service=checkout} for 1h? Reply Y ")
+            return question.rsplit(" ", 1)[1]
+
+        await ask()
+        assert await say("no") == "OK, HighCPU{service=checkout} not silenced."
+        assert await say("yes") == "Nothing is waiting for confirmation."
+        code = await ask()
+        assert await say("reset") == "OK, HighCPU{service=checkout} not silenced. Starting fresh."
+        assert await say(f"y {code}") == "Nothing is waiting for confirmation."
+        code = await ask()
+        assert not (await say("status")).startswith("OK")
+        assert await say("confirm") == "Nothing is waiting for confirmation."
+        assert await say(f"Y {code}") == "Nothing is waiting for confirmation."
+        assert silences() == []
+        code = await ask()
+        assert await say("yes") == f"Reply Y {code} to confirm (the code makes sure it's the right alert)."
+        assert silences() == []
+        assert (await say(f"Y {code}")).startswith("Silenced HighCPU{service=checkout} for 1h (silence ")
+        assert len(silences()) == 1
+
+
 async def test_a_bare_ack_with_several_alerts_lists_the_choices(tmp_path: Path) -> None:
     async with running(tmp_path) as setup:
         hooks = setup.bot.app.state.alerts

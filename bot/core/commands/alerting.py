@@ -8,13 +8,14 @@ role (the registry enforces it before the handler runs).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from bot.alerting.model import AlertEvent
 from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import SubscriptionsUnavailable
 from intents.durations import format_duration
-from intents.models import seconds_of
+from intents.models import Source, seconds_of
 from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
 from monitors.errors import BackendError, describe
 from monitors.formatting import safe
@@ -126,12 +127,16 @@ async def silence(request: Request) -> Answer:
 async def confirm(request: Request) -> Answer:
     """Confirms a silence the bot asked about: reply "Y 4821" with the code it sent."""
     actions = request.services.actions
-    code = request.parse.slots.get("code")
-    proposal = await actions.accept(request.user, str(code) if code else None)
+    code = typed_code(request)
+    proposal = await actions.accept(request.user, code) if code is not None else None
     if proposal is None:
         waiting = await actions.pending_code(request.user)
-        return Answer(f"That code does not match. Reply Y {waiting} to confirm." if waiting
-                      else "Nothing is waiting for confirmation.")  # fmt: skip
+        if waiting is None:
+            return Answer("Nothing is waiting for confirmation.")
+        asked = replace(request.context, pending_code=waiting)  # still the question asked last
+        if code is None:
+            return Answer(f"Reply Y {waiting} to confirm (the code makes sure it's the right alert).", asked)
+        return Answer(f"That code does not match. Reply Y {waiting} to confirm.", asked)
     if request.role != "operator":
         return Answer("Only operators can silence alerts.")
     writer = _writer(request)
@@ -152,6 +157,19 @@ async def confirm(request: Request) -> Answer:
     await actions.done(request.user, "silence", proposal.fingerprint, proposal.description, silence_id)
     return Answer(f"Silenced {proposal.description} for {format_duration(proposal.duration_s)} "
                   f"(silence {silence_id[:8]}). Text 'undo' within 5 min to lift it.")  # fmt: skip
+
+
+def typed_code(request: Request) -> str | None:
+    """The code the person actually typed, or None for a bare "Y"/"yes"/"confirm".
+
+    The parser fills in the pending code for a bare "Y" (source `context`); a write must not happen
+    without its code, so here only digits present in the text count."""
+    code = request.parse.slots.get("code")
+    if code is None:
+        return None
+    if request.parse.source is Source.CONTEXT and str(code) not in re.findall(r"\d+", request.text):
+        return None
+    return str(code)
 
 
 @command("undo", role="operator", usage="undo")
