@@ -292,3 +292,33 @@ async def test_a_prometheus_rule_fires_through_alertmanager_to_a_phone(tmp_path:
         assert all("KnownValueHigh" in t["Body"] and "known value is 80" in t["Body"] for t in texts)
     finally:
         exporter.stop()
+
+
+async def test_after_a_restart_alerts_firing_in_alertmanager_can_be_acked(tmp_path: Path) -> None:
+    """A fresh bot on in-memory state was never notified of what is firing: `alerts` lists it from
+    Alertmanager, and `ack 1` / `ack <name>` adopt the alert into the alert store and ack it."""
+    (tmp_path / "am").mkdir()
+    with alertmanager(tmp_path / "am") as am:  # routes to nowhere: the bot hears of nothing
+        am.fire({"alertname": "HighCPU", "service": "checkout", "severity": "critical"}, ago_s=600)
+        am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "warning"}, ago_s=60)
+        deadline = time.monotonic() + 10
+        while len(am.call("GET", "/api/v2/alerts")) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        settings = settings_for(tmp_path, f"monitors: {{alertmanager: {{url: '{am.url}'}}}}\nrate_burst: 20\n")
+        async with serve(settings) as bot:
+            book = bot.app.state.alerts.notifier.book
+            assert await book.open_alerts() == []
+            listing = message_of(await bot.text("alerts"))
+            number = next(line.split(")")[0] for line in listing.splitlines() if "DiskFull" in line)
+            assert message_of(await bot.text(f"ack {number}")) == (
+                "Acked DiskFull{instance=db1:9100} for alice. Its repeats won't text again. (undo within 5 min)"
+            )
+            assert message_of(await bot.text("ack HighCPU")) == (
+                "Acked HighCPU{service=checkout} for alice. Its repeats won't text again. (undo within 5 min)"
+            )
+            acked = {a.event.name: a for a in await book.open_alerts()}
+            assert {name: a.acked_by for name, a in acked.items()} == {"DiskFull": "alice", "HighCPU": "alice"}
+            assert acked["HighCPU"].event.severity.name == "CRITICAL" and acked["HighCPU"].event.starts_at
+            assert message_of(await bot.text("undo")).startswith("Ack of HighCPU")
+            assert message_of(await bot.text("ack HighCPU")).startswith("Acked HighCPU")  # known now
+            assert message_of(await bot.text("ack NoSuchAlert")).startswith("No open alert named NoSuchAlert")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
-from bot.alerting.model import AlertEvent
+from bot.alerting.model import AlertEvent, Notification, Severity
 from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import SubscriptionsUnavailable
 from intents.durations import format_duration
@@ -28,6 +29,9 @@ class Target:
     fingerprint: str
     name: str
     labels: dict[str, str]
+    listed: AlertEvent | None = None
+    """The alert as the alerting backend reports it, when only the backend knew it (not yet notified
+    here, e.g. after a restart on in-memory state): adopted into the alert store to be acked."""
 
     @property
     def description(self) -> str:
@@ -41,11 +45,25 @@ def _writer(request: Request) -> AlertWriter | None:
 
 async def _listed(request: Request) -> list[Alert]:
     """Every open alert the alerting backend knows (for targets the bot has not been notified about)."""
+    return (await _listing(request))[1]
+
+
+async def _listing(request: Request) -> tuple[str, list[Alert]]:
+    """The alerting backend's system ("alertmanager", "datadog") and its open alerts."""
     backends = request.services.monitors.for_kind(Kind.ALERTS)
     if not backends:
-        return []
+        return "", []
     result = await backends[0].query(AlertQuery("all"))
-    return list(result.alerts) if isinstance(result, AlertList) else []
+    return backends[0].system, list(result.alerts) if isinstance(result, AlertList) else []
+
+
+def _reported(alert: Alert, fingerprint: str, source: str) -> Target:
+    """A target only the backend knows, with the event to adopt if it is firing."""
+    labels = dict(alert.labels)
+    started = datetime.fromtimestamp(alert.starts_at, UTC) if alert.starts_at is not None else None
+    event = AlertEvent(fingerprint, alert.name, labels, "firing", Severity.parse(labels.get("severity")),
+                       alert.summary, started, source=source)  # fmt: skip
+    return Target(fingerprint, alert.name, labels, event if alert.state == "firing" else None)
 
 
 async def resolve(request: Request, reference: str) -> Target | str:
@@ -60,13 +78,15 @@ async def resolve(request: Request, reference: str) -> Target | str:
         known = await book.get(fingerprint)
         if known is not None:
             return _target(known.event)
-        for alert in await _listed(request):
+        source, listed = await _listing(request)
+        for alert in listed:
             if fingerprint in (alert.fingerprint, alert.name):
-                return Target(alert.fingerprint or fingerprint, alert.name, dict(alert.labels))
+                return _reported(alert, alert.fingerprint or fingerprint, source)
         return f"Alert {position} is no longer open."
     matches = [_target(a.event) for a in await book.by_name(reference)]
     if not matches:
-        matches = [Target(a.fingerprint, a.name, dict(a.labels)) for a in await _listed(request)
+        source, listed = await _listing(request)
+        matches = [_reported(a, a.fingerprint, source) for a in listed
                    if a.name.lower() == reference.lower() and a.state == "firing"]  # fmt: skip
     if not matches:
         return f"No open alert named {safe(reference, 40)}. Text 'alerts' for the list."
@@ -98,7 +118,11 @@ async def ack(request: Request) -> Answer:
     book = request.services.alerts
     actions = request.services.actions
     who = _name(request)
-    if await book.ack(target.fingerprint, who) is None:
+    acked = await book.ack(target.fingerprint, who)
+    if acked is None and target.listed is not None:  # firing at the backend, unknown here: adopt it
+        await book.update(Notification(target.listed.source, "adopted", "firing", (target.listed,)))
+        acked = await book.ack(target.fingerprint, who)
+    if acked is None:
         return Answer(f"{target.description} is not open here (already resolved?).")
     await actions.done(request.user, "ack", target.fingerprint, target.description)
     return Answer(f"Acked {target.description} for {who}. Its repeats won't text again. (undo within 5 min)")
