@@ -12,7 +12,9 @@ hundreds of texts (`format_summary`).
 
 Every value from an alert (names, labels, summaries) is hostile until cleaned: links are dropped (an
 SMS must not carry internal URLs, nor invite a tap), line breaks cannot forge lines of their own, and
-the text is folded to GSM-7 so one emoji in a label cannot triple what a text costs. Each text fits in
+the text is folded to GSM-7 so one emoji in a label cannot triple what a text costs. Replies about an
+alert (ack, silence, "which one?") show names and labels through the same `alert_name` and
+`label_value`. Each text fits in
 `max_segments` segments: when a group is too big, the first alerts are listed and the rest counted.
 """
 
@@ -276,15 +278,26 @@ def _resolved_items(alerts: Sequence[AlertEvent], label_limit: int) -> str:
 
 
 def _where(labels: Mapping[str, str], limit: int) -> str:
-    """The first telling label's value; a URL in it shrinks to its host and port (no link in a text)."""
+    """The first telling label's value (see `label_value`)."""
     for key in WHERE_LABELS:
-        value = labels.get(key, "").strip()
-        if _SCHEME.match(value):
-            value = re.split(r"[/?#]", _SCHEME.sub("", value), maxsplit=1)[0].rpartition("@")[2]
-        value = clean(value, limit)
+        value = label_value(labels.get(key, ""), limit)
         if value:
             return value
     return ""
+
+
+def label_value(value: str, limit: int = LABEL_LIMIT) -> str:
+    """A label's value as any reply shows it: a URL shrinks to its host and port (no link in a text),
+    anything else is `clean`ed. Empty when nothing is left to show."""
+    value = value[:_READ_LIMIT].strip()
+    if _SCHEME.match(value):
+        value = re.split(r"[/?#]", _SCHEME.sub("", value), maxsplit=1)[0].rpartition("@")[2]
+    return clean(value, limit)
+
+
+def alert_name(name: str, limit: int = LABEL_LIMIT) -> str:
+    """An alert's name as any reply shows it (ack, silence, lists, alert texts): `clean`ed, never empty."""
+    return _name(name, limit)
 
 
 def _names(names: Sequence[str], limit: int) -> str:

@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.alerting.model import AlertEvent, Notification, Severity
+from bot.alerting.texts import LABEL_LIMIT, alert_name, clean, label_value
 from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import Source, seconds_of
 from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
 from monitors.errors import BackendError, describe
-from monitors.formatting import safe
+from monitors.formatting import clip, safe
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,12 @@ class Target:
 
     @property
     def description(self) -> str:
-        shown = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()) if k not in ("alertname", "severity"))
-        return safe(f"{self.name}{{{shown}}}" if shown else self.name, 80)
+        """ "HighCPU{service=checkout}", cleaned as alert texts are (no links, GSM-7, one line)."""
+        labels = ((clean(k, LABEL_LIMIT), label_value(v)) for k, v in sorted(self.labels.items())
+                  if k not in ("alertname", "severity"))  # fmt: skip
+        shown = ",".join(f"{k}={v}" for k, v in labels if k and v)
+        name = alert_name(self.name)
+        return clip(f"{name}{{{shown}}}" if shown else name, 80)
 
 
 def _writer(request: Request) -> AlertWriter | None:
