@@ -15,7 +15,9 @@ SMS must not carry internal URLs, nor invite a tap), line breaks cannot forge li
 the text is folded to GSM-7 so one emoji in a label cannot triple what a text costs. Replies about an
 alert (ack, silence, "which one?") show names and labels through the same `alert_name` and
 `label_value`. Each text fits in
-`max_segments` segments: when a group is too big, the first alerts are listed and the rest counted.
+`max_segments` segments: when a group is too big, the first alerts are listed and the rest counted,
+including the alerts the source left out of the payload (Alertmanager's `truncatedAlerts`, or past the
+1,000 we parse): a 10,000-alert group reads "FIRING 10000 ... +9993 more".
 """
 
 from __future__ import annotations
@@ -136,9 +138,10 @@ def format_firing(
         resolved=_resolved_items(notification.resolved, LABEL_LIMIT),
         footer=ACTIONS if actions else "",
     )
+    total = len(firing) + layout.hidden  # the group's real size, also what Alertmanager did not send
     for summary_limit, label_limit, names_limit in _SHRINK_STEPS:
         names = _distinct(_name(a.name, label_limit) for a in firing)
-        layout.header = f"FIRING {len(firing)} {severity}: {_names(names, names_limit)}"
+        layout.header = f"FIRING {total} {severity}: {_names(names, names_limit)}"
         layout.lines = [
             _line(position[a.fingerprint], a, now, len(names) > 1, summary_limit, label_limit) for a in firing
         ]
@@ -329,8 +332,7 @@ def _distinct(values: Iterable[str]) -> list[str]:
 
 def _truncated(notification: Notification) -> int:
     """Alerts the source left out of the notification (too many to send), which the text still counts."""
-    value = notification.extra.get("truncated_alerts", "0")
-    return int(value) if value.isdigit() else 0
+    return notification.truncated
 
 
 def _fits(text: str, max_segments: int) -> bool:
