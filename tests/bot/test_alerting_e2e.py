@@ -247,6 +247,7 @@ async def test_a_storm_stays_within_each_budget_and_history_keeps_everything(tmp
             mine = [t["Body"] for t in texts if t["To"] == number]
             assert len(mine) == 5  # the budget, summary included
             assert len([m for m in mine if m.startswith("Alert storm:")]) == 1
+            assert mine[-1].startswith("Alert storm:")  # after the texts it summarizes
         entries = await setup.bot.entries(limit=5000)
         assert len([e for e in entries if e.intent == "alert" and e.direction == "in"]) == 500
 
