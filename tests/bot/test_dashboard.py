@@ -498,7 +498,8 @@ async def test_the_overview_shows_the_recorded_traffic_and_health(bot: Running) 
     for name, fraction in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]:
         assert figure(page, name) == f"{nearest_rank(answered, fraction):.0f} ms"
     intents = dict(re.findall(r'<tr><td>([^<]+)</td><td class="num">(\d+)</td>', page))
-    assert intents == {"status": "25", "metrics": "25", "logs": "25", "ack": "25", "(none)": "2"}
+    assert intents == {"status": "25", "metrics": "25", "logs": "25", "ack": "25", "(not on the allowlist)": "1",
+                       "(rate limited)": "1"}  # fmt: skip
     assert page.count("<svg") >= 4  # texts per hour, intents, one strip per backend
     assert "<title>Texts received by intent</title>" in page
     per_hour = re.findall(r"<title>[0-9: -]+ UTC: (\d+) (in|out)</title>", page)
