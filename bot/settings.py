@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -73,6 +74,10 @@ def _default_metrics() -> dict[str, str | MetricSpec]:
 def _default_monitors() -> dict[str, dict[str, Any]]:
     return {"host": {}}
 
+
+DEV_RATE_BURST = 30
+DEV_RATE_PER_MINUTE = 60.0
+"""The per-number limit in dev mode (loopback only), unless `rate_burst` / `rate_per_minute` are set."""
 
 _CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})")
 
@@ -282,6 +287,18 @@ class Settings(BaseSettings):
     def _keep_builtin_metrics(cls, value: dict[str, str | MetricSpec]) -> dict[str, str | MetricSpec]:
         """A config that adds aliases keeps the built-in ones it does not redefine."""
         return {**DEFAULT_METRICS, **value}
+
+    @model_validator(mode="after")
+    def _dev_rate_limits(self) -> Settings:
+        """Dev mode is one person trying the README's examples on loopback: the production limit (5 at once,
+        10 a minute) would stop them after five texts. Unless set explicitly, it allows DEV_RATE_BURST at
+        once and DEV_RATE_PER_MINUTE a minute (`operator serve --dev` says so at start)."""
+        if self.dev_mode:
+            if "rate_burst" not in self.model_fields_set:
+                self.rate_burst = DEV_RATE_BURST
+            if "rate_per_minute" not in self.model_fields_set:
+                self.rate_per_minute = DEV_RATE_PER_MINUTE
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -74,6 +74,13 @@ class Notification:
     def severity(self) -> Severity:
         return max((a.severity for a in self.alerts), default=Severity.WARNING)
 
+    @property
+    def truncated(self) -> int:
+        """Alerts of the group the source left out (Alertmanager's `truncatedAlerts`, and what we did not
+        parse past `MAX_ALERTS`): not in `alerts`, yet part of the group, so every count includes them."""
+        value = self.extra.get("truncated_alerts", "0")
+        return int(value) if value.isdigit() else 0
+
 
 @dataclass(frozen=True)
 class OpenAlert:

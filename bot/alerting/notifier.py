@@ -3,6 +3,12 @@ each person's budget, number the alerts in their context, send, and record every
 
 Every alert of every notification goes into the audit history, texted or not, so a storm that the
 budget turns into one summary text loses nothing from the record.
+
+Texts to one number leave in the order their budget was taken: each number has its own lock, held from
+the budget decision until Twilio accepted the text, so a storm's summary never overtakes a text it
+summarizes that was still being sent (notifications are handled concurrently, and one slow send must not
+let the summary out first). Different numbers never wait for each other. The order holds per process;
+with several instances sharing a Redis budget, texts handled by different instances are not ordered.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -78,6 +85,9 @@ class Notifier:
         )
         self.dedup: DedupStore = dedup if dedup is not None else LocalDedup(Deduplicator(DEDUP_TTL_S))
         self._held: dict[str, Counter[str]] = {}
+        """Per number, the alerts held back since their last text, by name ("" for alerts the source
+        left out of its payload, counted but without a name)."""
+        self._lines: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def handle(self, notification: Notification) -> Handled:
         """Text this notification to everyone who should get it now."""
@@ -97,18 +107,25 @@ class Notifier:
         view = replace(notification, alerts=changes.firing + changes.resolved,
                        status="firing" if changes.firing else "resolved")  # fmt: skip
         now = datetime.fromtimestamp(self._clock(), UTC)
-        sends = []
-        held = 0
-        for rule in self.recipients.values():
-            if not await self._wants(rule, view, now):
-                continue
-            text = await self._text_for(rule, view, changes.firing, now)
+        recipients = [rule for rule in self.recipients.values() if await self._wants(rule, view, now)]
+        sent = await asyncio.gather(*(self._deliver(rule, view, changes.firing, now) for rule in recipients))
+        return Handled(texts=sum(sent), held=sum(len(view.alerts) for done in sent if not done))
+
+    async def _deliver(self, rule: RecipientRule, view: Notification, firing: Sequence[AlertEvent],
+                       now: datetime) -> bool:  # fmt: skip
+        """Text this person (True), or hold it back within their budget (False), in order per number."""
+        async with self._line(rule.number):
+            text = await self._text_for(rule, view, firing, now)
             if text is None:
-                held += len(view.alerts)
-                continue
-            sends.append(self._send(rule.number, text))
-        await asyncio.gather(*sends)
-        return Handled(texts=len(sends), held=held)
+                return False
+            await self._send(rule.number, text)
+            return True
+
+    def _line(self, number: str) -> asyncio.Lock:
+        lock = self._lines.get(number)
+        if lock is None:
+            lock = self._lines[number] = asyncio.Lock()
+        return lock
 
     async def _wants(self, rule: RecipientRule, view: Notification, now: datetime) -> bool:
         chosen = view.extra.get("recipients")
@@ -129,12 +146,16 @@ class Notifier:
         except StoreUnavailable:
             decision = "send"
         held = self._held.setdefault(rule.number, Counter())
-        if decision == "hold":
+        if decision in ("hold", "summary"):
             held.update(a.name for a in view.alerts)
+            if view.truncated:  # left out of the payload: under the group's name when it has only one
+                names = {a.name for a in view.alerts}
+                held[names.pop() if len(names) == 1 else ""] += view.truncated
+        if decision == "hold":
             return None
         if decision == "summary":
-            held.update(a.name for a in view.alerts)
-            text = format_summary(held, sum(held.values()), paused_for_s=self.settings.alert_budget_window_s)
+            named = {name: count for name, count in held.items() if name}
+            text = format_summary(named, sum(held.values()), paused_for_s=self.settings.alert_budget_window_s)
             self._held.pop(rule.number, None)
             return text
         if not firing:

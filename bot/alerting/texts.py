@@ -12,8 +12,12 @@ hundreds of texts (`format_summary`).
 
 Every value from an alert (names, labels, summaries) is hostile until cleaned: links are dropped (an
 SMS must not carry internal URLs, nor invite a tap), line breaks cannot forge lines of their own, and
-the text is folded to GSM-7 so one emoji in a label cannot triple what a text costs. Each text fits in
-`max_segments` segments: when a group is too big, the first alerts are listed and the rest counted.
+the text is folded to GSM-7 so one emoji in a label cannot triple what a text costs. Replies about an
+alert (ack, silence, "which one?") show names and labels through the same `alert_name` and
+`label_value`. Each text fits in
+`max_segments` segments: when a group is too big, the first alerts are listed and the rest counted,
+including the alerts the source left out of the payload (Alertmanager's `truncatedAlerts`, or past the
+1,000 we parse): a 10,000-alert group reads "FIRING 10000 ... +9993 more".
 """
 
 from __future__ import annotations
@@ -134,9 +138,10 @@ def format_firing(
         resolved=_resolved_items(notification.resolved, LABEL_LIMIT),
         footer=ACTIONS if actions else "",
     )
+    total = len(firing) + layout.hidden  # the group's real size, also what Alertmanager did not send
     for summary_limit, label_limit, names_limit in _SHRINK_STEPS:
         names = _distinct(_name(a.name, label_limit) for a in firing)
-        layout.header = f"FIRING {len(firing)} {severity}: {_names(names, names_limit)}"
+        layout.header = f"FIRING {total} {severity}: {_names(names, names_limit)}"
         layout.lines = [
             _line(position[a.fingerprint], a, now, len(names) > 1, summary_limit, label_limit) for a in firing
         ]
@@ -276,15 +281,26 @@ def _resolved_items(alerts: Sequence[AlertEvent], label_limit: int) -> str:
 
 
 def _where(labels: Mapping[str, str], limit: int) -> str:
-    """The first telling label's value; a URL in it shrinks to its host and port (no link in a text)."""
+    """The first telling label's value (see `label_value`)."""
     for key in WHERE_LABELS:
-        value = labels.get(key, "").strip()
-        if _SCHEME.match(value):
-            value = re.split(r"[/?#]", _SCHEME.sub("", value), maxsplit=1)[0].rpartition("@")[2]
-        value = clean(value, limit)
+        value = label_value(labels.get(key, ""), limit)
         if value:
             return value
     return ""
+
+
+def label_value(value: str, limit: int = LABEL_LIMIT) -> str:
+    """A label's value as any reply shows it: a URL shrinks to its host and port (no link in a text),
+    anything else is `clean`ed. Empty when nothing is left to show."""
+    value = value[:_READ_LIMIT].strip()
+    if _SCHEME.match(value):
+        value = re.split(r"[/?#]", _SCHEME.sub("", value), maxsplit=1)[0].rpartition("@")[2]
+    return clean(value, limit)
+
+
+def alert_name(name: str, limit: int = LABEL_LIMIT) -> str:
+    """An alert's name as any reply shows it (ack, silence, lists, alert texts): `clean`ed, never empty."""
+    return _name(name, limit)
 
 
 def _names(names: Sequence[str], limit: int) -> str:
@@ -316,8 +332,7 @@ def _distinct(values: Iterable[str]) -> list[str]:
 
 def _truncated(notification: Notification) -> int:
     """Alerts the source left out of the notification (too many to send), which the text still counts."""
-    value = notification.extra.get("truncated_alerts", "0")
-    return int(value) if value.isdigit() else 0
+    return notification.truncated
 
 
 def _fits(text: str, max_segments: int) -> bool:

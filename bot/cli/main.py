@@ -142,6 +142,10 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, dev: boo
         create_app(settings)  # fail here, once, with a clear line, rather than in every worker
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    if settings.dev_mode:
+        click.echo(f"Dev mode: unsigned texts accepted on {host} only; rate limit {settings.rate_burst} texts at once, "
+                   f"{settings.rate_per_minute:g} a minute per number (looser than in production, for a local trial).",
+                   err=True)  # fmt: skip
     run_server(
         "bot.web.app:app_from_environment",
         host=host,

@@ -3,21 +3,37 @@
 The SMS webhook, `operator chat` and the tests all call `Conversation.reply`, so what works in
 the terminal works by SMS. One user's texts are handled one at a time, in order; different users
 never wait for each other.
+
+A write the bot asked to confirm ("Silence HighCPU{…} for 1h? Reply Y 4416") stays pending only while
+the person answers that question: "no" (see `CANCEL_WORDS`) withdraws it and says so, any other command
+withdraws it silently, and only its code confirms it (`bot.core.commands.alerting.confirm`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import weakref
 from dataclasses import dataclass
 
-from bot.core.commands.registry import Answer, CommandRegistry, Request, Role
+from bot.core.commands.registry import Answer, CommandRegistry, CommandSpec, Request, Role
 from bot.core.services import Services
 from bot.state.protocols import CONTEXT_UNAVAILABLE, STATE_UNAVAILABLE, ContextStore, StoreUnavailable
 from intents import Context, Intent, Parse, Parser, remember
 
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Try again."
 """The answer when a text could not be handled at all (the outermost frame caught it and logged its kind)."""
+
+CANCEL_WORDS = frozenset({
+    "no", "n", "nope", "nah", "no thanks", "no thank you", "cancel", "cancel it", "cancel that", "abort",
+    "never mind", "nevermind", "dont", "don't", "do not", "reset",
+})  # fmt: skip
+"""Texts that turn down a pending write (case, punctuation and its code aside: "No.", "cancel 4416").
+
+The parser reads them as `unknown` ("cancel it" as `undo`, "reset" as `reset`): only the bot knows that
+a write is waiting, so the bot decides here, and only while one is; otherwise they mean what they say."""
+_PUNCTUATION = re.compile(r"[^\w\s']+")
 
 
 @dataclass(frozen=True)
@@ -55,17 +71,13 @@ class Conversation:
                 context, degraded = Context(), True  # answer without memory rather than not at all
             trace = self.parser.explain(text, context, detail=False)
             parse = trace.parse
+            pending = context.pending_code
             context = remember(context, parse)
-            spec = self.commands.get(parse.intent)
-            if spec is None:
-                answer = Answer("Sorry, I can't do that yet.")
-            elif spec.role == "operator" and role != "operator":
-                answer = Answer(f"Only operators can {parse.intent.value}. Ask an operator on your team.")
-            else:
-                try:
-                    answer = await spec.handler(Request(parse, user, role, context, self.services, text))
-                except StoreUnavailable:  # alert state, pending silences: say so, don't guess
-                    answer, degraded = Answer(STATE_UNAVAILABLE), True
+            request = Request(parse, user, role, context, self.services, text)
+            try:
+                answer = await self._withdrawn(request, pending) or await self._run(request)
+            except StoreUnavailable:  # alert state, pending silences: say so, don't guess
+                answer, degraded = Answer(STATE_UNAVAILABLE), True
             try:
                 await self.store.put(user, answer.context or context)
             except StoreUnavailable:
@@ -74,6 +86,29 @@ class Conversation:
         if degraded and (trace.follow_up or _needs_memory(parse)):
             reply = f"{reply}\n{CONTEXT_UNAVAILABLE}"
         return Reply(reply, parse, trace.context_used, answer.media)
+
+    async def _run(self, request: Request) -> Answer:
+        spec: CommandSpec | None = self.commands.get(request.parse.intent)
+        if spec is None:
+            return Answer("Sorry, I can't do that yet.")
+        if spec.role == "operator" and request.role != "operator":
+            return Answer(f"Only operators can {request.parse.intent.value}. Ask an operator on your team.")
+        return await spec.handler(request)
+
+    async def _withdrawn(self, request: Request, pending: str | None) -> Answer | None:
+        """With a write waiting for its code, anything but a confirmation withdraws it: the answer to "no",
+        or None to run the text as usual (the write is dropped without a word)."""
+        if pending is None or request.parse.intent is Intent.CONFIRM:
+            return None
+        plain = _PUNCTUATION.sub(" ", request.text.lower().replace("’", "'"))
+        words = " ".join(w for w in plain.split() if w != pending)
+        if words not in CANCEL_WORDS:
+            with contextlib.suppress(StoreUnavailable):  # then it lapses; only its code could still confirm it
+                await self.services.actions.withdraw(request.user)
+            return None
+        proposal = await self.services.actions.withdraw(request.user)
+        said = f"OK, {proposal.description} not silenced." if proposal is not None else "OK, nothing was silenced."
+        return Answer(f"{said} Starting fresh." if request.parse.intent is Intent.RESET else said)
 
 
 _STATEFUL = frozenset({Intent.UNKNOWN, Intent.MORE, Intent.CONFIRM, Intent.UNDO})

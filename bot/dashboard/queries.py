@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Integer, and_, case, cast, extract, func, select
+from sqlalchemy import Integer, and_, case, cast, extract, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -46,6 +46,8 @@ RAW_HOURS = 24
 ANSWERED = ("ok", "unknown", "error")
 """Outcomes of a text that got its answer in the webhook's response (the latency people felt)."""
 PERCENTILES = (0.50, 0.95, 0.99)
+REASONS = {"rate_limited": "(rate limited)", "rejected": "(not on the allowlist)", "deferred": "(answered later)"}
+"""What a text that never reached a command is listed as, by its outcome, instead of a bare "(none)"."""
 
 Slot = Literal["ok", "down", "none"]
 
@@ -99,7 +101,8 @@ class Overview:
     texts_in: int
     """Texts people sent (alert notifications received from Alertmanager/Datadog are counted apart)."""
     texts_out: int
-    """Everything sent: replies, deferred answers and alert texts."""
+    """Everything sent: replies in the webhook's TwiML ("slow down" included), deferred answers and alert
+    texts; not Twilio's delivery callbacks."""
     alerts_received: int
     alerts_sent: int
     acks: int
@@ -177,12 +180,17 @@ def _message(row: Any) -> MessageRow:
         at=row["at"],
         number=clean_text(row["number"] or "", 40) or "-",
         direction=row["direction"],
-        intent=clean_text(row["intent"] or "", 32) or "-",
+        intent=clean_text(row["intent"] or "", 32) or _reason(row),
         command=cut(row["command"] or "", 60) or "-",
         latency_ms=float(row["latency_ms"] or 0.0),
         outcome=clean_text(row["outcome"] or "", 32) or "-",
         text=cut(row["text"] or "", TEXT_CHARS),
     )
+
+
+def _reason(row: Any) -> str:
+    """A text that never reached a command is shown by why (rate limited …) rather than as "-"."""
+    return REASONS.get(row["outcome"] or "", "-") if row["direction"] == "in" else "-"
 
 
 def cut(text: str, width: int) -> str:
@@ -203,6 +211,12 @@ def _bucket(column: Any, start: datetime, slot_s: int, dialect: str) -> ColumnEl
     return func.floor((extract("epoch", column) - origin) / slot_s)  # numeric on PostgreSQL: floor it
 
 
+def _sent() -> ColumnElement[bool]:
+    """Rows of texts we sent: `out` rows with a body. Twilio's delivery callbacks are `out` rows too (the
+    message they report on), with no body: they are not texts."""
+    return and_(MESSAGES.c.direction == "out", MESSAGES.c.text != "")
+
+
 def _ones(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
@@ -212,7 +226,7 @@ async def _counts(conn: AsyncConnection, start: datetime) -> dict[str, int]:
     alert = c.intent == "alert"
     query = select(
         _ones(and_(c.direction == "in", c.intent.is_distinct_from("alert"))).label("texts_in"),
-        _ones(c.direction == "out").label("texts_out"),
+        _ones(_sent()).label("texts_out"),
         _ones(and_(c.direction == "in", alert)).label("alerts_received"),
         _ones(and_(c.direction == "out", alert)).label("alerts_sent"),
         _ones(and_(c.direction == "in", c.intent == "ack", c.outcome == "ok")).label("acks"),
@@ -224,14 +238,16 @@ async def _counts(conn: AsyncConnection, start: datetime) -> dict[str, int]:
 async def _intents(conn: AsyncConnection, start: datetime) -> list[IntentCount]:
     c = MESSAGES.c
     texts = func.count().label("texts")
+    reason = case((c.intent.is_(None), c.outcome), else_="").label("reason")  # why a text has no intent
     query = (
-        select(c.intent, texts, _ones(c.outcome != "ok").label("not_ok"))
+        select(c.intent, reason, texts, _ones(c.outcome != "ok").label("not_ok"))
         .where(_since(start), c.direction == "in", c.intent.is_distinct_from("alert"))
-        .group_by(c.intent)
-        .order_by(texts.desc(), c.intent)
+        .group_by(c.intent, reason)
+        .order_by(texts.desc(), c.intent, reason)
     )
     rows = (await conn.execute(query)).all()
-    return [IntentCount(clean_text(intent or "", 32) or "(none)", int(n), int(bad)) for intent, n, bad in rows]
+    return [IntentCount(clean_text(intent or "", 32) or REASONS.get(why or "", "(none)"), int(n), int(bad))
+            for intent, why, n, bad in rows]  # fmt: skip
 
 
 async def _latency(conn: AsyncConnection, start: datetime) -> Latency:
@@ -251,7 +267,10 @@ async def _latency(conn: AsyncConnection, start: datetime) -> Latency:
 
 async def _per_hour(conn: AsyncConnection, start: datetime, hours: int) -> list[HourCount]:
     c = MESSAGES.c
-    inner = select(_bucket(c.at, start, 3600, conn.dialect.name).label("slot"), c.direction).where(_since(start))
+    counted = or_(c.direction == "in", _sent())
+    inner = select(_bucket(c.at, start, 3600, conn.dialect.name).label("slot"), c.direction).where(
+        _since(start), counted
+    )
     buckets = inner.subquery()
     query = select(buckets.c.slot, buckets.c.direction, func.count()).group_by(buckets.c.slot, buckets.c.direction)
     inbound, outbound = [0] * hours, [0] * hours

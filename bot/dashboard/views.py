@@ -185,9 +185,7 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         address = request.client.host if request.client else "unknown"
         if self.throttle.blocked(address):
-            response = self._notice(429, "Too many failed logins from your address. Wait a minute, then try again.")
-            response.headers["Retry-After"] = str(int(self.throttle.window_s))
-            return response
+            return self._throttled()
         form = await _form(request)
         if form is None:
             return self._notice(400, "That form could not be read.")
@@ -195,10 +193,11 @@ class Dashboard:
         if not _NONCE.fullmatch(nonce) or not same_token(form.get("csrf"), self.sessions.login_token(nonce)):
             return self._login_page(request, 403, error="The form had expired. Please log in again.")
         name, password = form.get("username", ""), form.get("password", "")
+        if not self.throttle.attempt(address):  # counted before the awaited check, not after it fails
+            return self._throttled()
         async with self._verifying:
             ok = await asyncio.to_thread(check_login, self.users, name, password)
         if not ok:
-            self.throttle.failed(address)
             log.info("dashboard: a failed login")  # never the name typed: it is sometimes the password
             return self._login_page(request, 401, error="Wrong login name or password.")
         self.throttle.succeeded(address)
@@ -206,6 +205,11 @@ class Dashboard:
         response = RedirectResponse(PREFIX, status_code=303)
         self._set_cookie(response, SESSION_COOKIE, self.sessions.issue(name), int(self.sessions.max_age_s))
         response.delete_cookie(LOGIN_COOKIE, path=PREFIX, secure=self.secure, httponly=True, samesite="strict")
+        return response
+
+    def _throttled(self) -> Response:
+        response = self._notice(429, "Too many failed logins from your address. Wait a minute, then try again.")
+        response.headers["Retry-After"] = str(int(self.throttle.window_s))
         return response
 
     async def logout(self, request: Request) -> Response:

@@ -49,6 +49,10 @@ OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", 
 """Carrier opt-out keywords: the carrier (or Twilio) confirms and blocks; we record it and stay quiet."""
 SLOW_DOWN = "Slow down: too many texts. I'll answer again in a minute."
 WORKING = "Working on it... the answer follows in a moment."
+REPLIED = "replied"
+"""The outcome of a text sent in the webhook's TwiML (Twilio sends it; no SID comes back to us)."""
+RATE_LIMITED_WARNED = "over the per-number or global rate limit: told to slow down"
+RATE_LIMITED_DROPPED = "over the rate limit again: no reply until the bucket refills"
 
 
 @dataclass
@@ -103,8 +107,12 @@ class Webhook:
                 return Response(admitted.earlier, media_type=TWIML)
             if admitted.verdict is not Verdict.ALLOW:
                 self.metrics.rejected.labels("rate_limited").inc()
-                await self._record(number, text, "-", "", "rate_limited", started)
-                return Response(twiml(SLOW_DOWN if admitted.verdict is Verdict.WARN else ""), media_type=TWIML)
+                warned = admitted.verdict is Verdict.WARN
+                await self._record(number, text, "-", "", "rate_limited", started,
+                                   detail=RATE_LIMITED_WARNED if warned else RATE_LIMITED_DROPPED)  # fmt: skip
+                if warned:
+                    await self._replied(number, SLOW_DOWN, "-", "", started)
+                return Response(twiml(SLOW_DOWN if warned else ""), media_type=TWIML)
             claimed = admitted.claimed
         except ReplyPending:
             return Response(twiml(), media_type=TWIML)  # another instance is answering this very message
@@ -128,21 +136,25 @@ class Webhook:
             reply = await asyncio.wait_for(asyncio.shield(task), self.settings.reply_budget_s)
         except TimeoutError:
             self._later(task, number, text, started)
-            await self._record(number, text, "-", "", "deferred", started)
+            await self._record(number, text, "-", "", "deferred", started, WORKING)
+            await self._replied(number, WORKING, "-", "", started)
             return twiml(WORKING)
         except Exception as exc:  # the outermost handler: one text must never turn into a 500
             log.error("reply failed for %s: %s", mask_number(number), type(exc).__name__)
             self.metrics.messages.labels("error", "error").inc()
-            await self._record(number, text, "error", "", "error", started)
+            await self._record(number, text, "error", "", "error", started, SOMETHING_WENT_WRONG)
+            await self._replied(number, SOMETHING_WENT_WRONG, "error", "", started)
             return twiml(SOMETHING_WENT_WRONG)
         page = await self.replies.finish(number, reply)
         intent = reply.parse.intent.value
         outcome = "unknown" if intent == "unknown" else "ok"
         self.metrics.messages.labels(intent, outcome).inc()
         self.metrics.latency.labels(intent).observe(time.perf_counter() - started)
-        await self._record(number, text, intent, reply.parse.command, outcome, started, page)
         if text.strip().upper() in OPT_OUT:
-            return twiml()
+            await self._record(number, text, intent, reply.parse.command, outcome, started)
+            return twiml()  # the carrier confirms: nothing goes out from us
+        await self._record(number, text, intent, reply.parse.command, outcome, started, page)
+        await self._replied(number, page, intent, reply.parse.command, started)
         return twiml(page, reply.media)
 
     def _later(self, task: asyncio.Future[Reply], number: str, text: str, started: float) -> None:
@@ -181,14 +193,19 @@ class Webhook:
 
     async def _record(
         self, number: str, text: str, intent: str, command: str, outcome: str, started: float,
-        reply: str = "", direction: Direction = "in",
+        reply: str = "", direction: Direction = "in", detail: str | None = None,
     ) -> None:  # fmt: skip
         """History never stands between a text and its reply: entries are queued for the audit writer."""
         self.audit.add(make_entry(
             number, direction, text, intent=intent, command=command,
             latency_ms=(time.perf_counter() - started) * 1000, outcome=outcome,
-            segments=segment_count(reply) if reply else 0,
+            segments=segment_count(reply) if reply else 0, detail=detail,
         ))  # fmt: skip
+
+    async def _replied(self, number: str, page: str, intent: str, command: str, started: float) -> None:
+        """A reply that went out in the webhook's TwiML is a text sent like any other: recorded as one
+        (outcome `replied`), so the history and the dashboard's "texts sent" count it."""
+        await self._record(number, page, intent, command, REPLIED, started, page, direction="out")
 
     async def status_callback(self, request: Request) -> Response:
         """Twilio's report on a message the bot sent (delivered, failed …), signed like the SMS webhook."""

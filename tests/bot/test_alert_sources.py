@@ -585,10 +585,10 @@ def test_the_recommended_template_uses_only_documented_variables_and_is_json() -
         "$AGGREG_KEY",
     } <= used
     json.loads(DATADOG_PAYLOAD_TEMPLATE)
-    import bot.alerting.sources as sources
+    import bot.alerting.sources.datadog as datadog
 
-    assert sources.__doc__ is not None and DATADOG_PAYLOAD_TEMPLATE.strip() in "\n".join(
-        line[4:] for line in sources.__doc__.splitlines()
+    assert datadog.__doc__ is not None and DATADOG_PAYLOAD_TEMPLATE.strip() in "\n".join(
+        line[4:] for line in datadog.__doc__.splitlines()
     )
 
 

@@ -3,6 +3,7 @@ storm summaries, and hostile label values (line breaks, links, emoji) that must 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -207,7 +208,36 @@ def test_three_segments_show_as_many_as_fit() -> None:
 def test_alerts_the_source_truncated_are_counted() -> None:
     text = firing_text(group(*many(2).alerts, truncated_alerts="998"))
     assert text.splitlines()[-2] == "+998 more; text 'alerts' for all"
-    assert text.startswith("FIRING 2 warning")
+    assert text.startswith("FIRING 1000 warning")  # the group's real size, not what was sent
+
+
+def ten_thousand(sent: int, truncated: int = 0) -> bytes:
+    """The captured firing payload grown to `sent` alerts of one group, with Alertmanager's own count of
+    those it left out (`truncatedAlerts`, when its receiver's `max_alerts` trimmed the group)."""
+    payload = json.loads((FIXTURES / "alertmanager" / "webhook_v4_firing.json").read_text())
+    first = payload["alerts"][0]
+    payload["alerts"] = [dict(first, fingerprint=f"{n:016x}", labels=dict(first["labels"], instance=f"h{n}:9100"))
+                         for n in range(sent)]  # fmt: skip
+    payload["truncatedAlerts"] = truncated
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("sent", "truncated"),
+    [
+        pytest.param(10_000, 0, id="10000-sent"),
+        pytest.param(3, 9_997, id="alertmanager-truncated"),
+        pytest.param(2_000, 8_000, id="both"),
+    ],  # fmt: skip
+)
+def test_a_ten_thousand_alert_group_is_texted_as_ten_thousand(sent: int, truncated: int) -> None:
+    notification = parse_alertmanager(ten_thousand(sent, truncated))
+    text = firing_text(notification)
+    lines = text.splitlines()
+    shown = [line for line in lines if re.match(r"\d+\) ", line)]
+    assert lines[0] == "FIRING 10000 critical: DiskFull"
+    assert lines[-2] == f"+{10_000 - len(shown)} more; text 'alerts' for all"
+    assert segment_count(text) <= 3
 
 
 def test_the_resolved_line_gives_way_to_firing_alerts() -> None:

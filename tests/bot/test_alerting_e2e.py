@@ -107,6 +107,42 @@ async def test_an_alert_in_alertmanager_is_texted_and_acted_on_by_reply(tmp_path
         assert states[silence["id"]] == "expired"
 
 
+async def test_a_silence_is_tied_to_its_code_through_the_signed_webhook(tmp_path: Path) -> None:
+    """ "no" withdraws it, another command drops it, a bare "yes" asks for the code: Alertmanager gets a
+    silence only from "Y <code>" answering the question asked last."""
+    async with running(tmp_path, "rate_burst: 50\n") as setup:
+        setup.am.fire({"alertname": "HighCPU", "service": "checkout", "severity": "critical"})
+        await setup.wait_for_texts(2)
+
+        async def say(text: str) -> str:
+            return message_of(await setup.bot.text(text))
+
+        def silences() -> list[dict[str, object]]:
+            return [s for s in setup.am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"]
+
+        async def ask() -> str:
+            question = await say("silence HighCPU 1h")
+            assert question.startswith("Silence HighCPU{service=checkout} for 1h? Reply Y ")
+            return question.rsplit(" ", 1)[1]
+
+        await ask()
+        assert await say("no") == "OK, HighCPU{service=checkout} not silenced."
+        assert await say("yes") == "Nothing is waiting for confirmation."
+        code = await ask()
+        assert await say("reset") == "OK, HighCPU{service=checkout} not silenced. Starting fresh."
+        assert await say(f"y {code}") == "Nothing is waiting for confirmation."
+        code = await ask()
+        assert not (await say("status")).startswith("OK")
+        assert await say("confirm") == "Nothing is waiting for confirmation."
+        assert await say(f"Y {code}") == "Nothing is waiting for confirmation."
+        assert silences() == []
+        code = await ask()
+        assert await say("yes") == f"Reply Y {code} to confirm (the code makes sure it's the right alert)."
+        assert silences() == []
+        assert (await say(f"Y {code}")).startswith("Silenced HighCPU{service=checkout} for 1h (silence ")
+        assert len(silences()) == 1
+
+
 async def test_a_bare_ack_with_several_alerts_lists_the_choices(tmp_path: Path) -> None:
     async with running(tmp_path) as setup:
         hooks = setup.bot.app.state.alerts
@@ -211,6 +247,7 @@ async def test_a_storm_stays_within_each_budget_and_history_keeps_everything(tmp
             mine = [t["Body"] for t in texts if t["To"] == number]
             assert len(mine) == 5  # the budget, summary included
             assert len([m for m in mine if m.startswith("Alert storm:")]) == 1
+            assert mine[-1].startswith("Alert storm:")  # after the texts it summarizes
         entries = await setup.bot.entries(limit=5000)
         assert len([e for e in entries if e.intent == "alert" and e.direction == "in"]) == 500
 
@@ -256,3 +293,33 @@ async def test_a_prometheus_rule_fires_through_alertmanager_to_a_phone(tmp_path:
         assert all("KnownValueHigh" in t["Body"] and "known value is 80" in t["Body"] for t in texts)
     finally:
         exporter.stop()
+
+
+async def test_after_a_restart_alerts_firing_in_alertmanager_can_be_acked(tmp_path: Path) -> None:
+    """A fresh bot on in-memory state was never notified of what is firing: `alerts` lists it from
+    Alertmanager, and `ack 1` / `ack <name>` adopt the alert into the alert store and ack it."""
+    (tmp_path / "am").mkdir()
+    with alertmanager(tmp_path / "am") as am:  # routes to nowhere: the bot hears of nothing
+        am.fire({"alertname": "HighCPU", "service": "checkout", "severity": "critical"}, ago_s=600)
+        am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "warning"}, ago_s=60)
+        deadline = time.monotonic() + 10
+        while len(am.call("GET", "/api/v2/alerts")) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        settings = settings_for(tmp_path, f"monitors: {{alertmanager: {{url: '{am.url}'}}}}\nrate_burst: 20\n")
+        async with serve(settings) as bot:
+            book = bot.app.state.alerts.notifier.book
+            assert await book.open_alerts() == []
+            listing = message_of(await bot.text("alerts"))
+            number = next(line.split(")")[0] for line in listing.splitlines() if "DiskFull" in line)
+            assert message_of(await bot.text(f"ack {number}")) == (
+                "Acked DiskFull{instance=db1:9100} for alice. Its repeats won't text again. (undo within 5 min)"
+            )
+            assert message_of(await bot.text("ack HighCPU")) == (
+                "Acked HighCPU{service=checkout} for alice. Its repeats won't text again. (undo within 5 min)"
+            )
+            acked = {a.event.name: a for a in await book.open_alerts()}
+            assert {name: a.acked_by for name, a in acked.items()} == {"DiskFull": "alice", "HighCPU": "alice"}
+            assert acked["HighCPU"].event.severity.name == "CRITICAL" and acked["HighCPU"].event.starts_at
+            assert message_of(await bot.text("undo")).startswith("Ack of HighCPU")
+            assert message_of(await bot.text("ack HighCPU")).startswith("Acked HighCPU")  # known now
+            assert message_of(await bot.text("ack NoSuchAlert")).startswith("No open alert named NoSuchAlert")

@@ -112,7 +112,8 @@ async def test_a_repeated_webhook_returns_the_first_reply_without_running_again(
         assert again.text == first.text
         assert len({r.text for r in both}) == 1
         entries = await bot.entries()
-    assert [e.text for e in entries] == ["what about memory?", "cpu on checkout"]  # each ran once
+    assert [e.text for e in entries if e.direction == "in"] == ["what about memory?", "cpu on checkout"]  # once each
+    assert [e.outcome for e in entries if e.direction == "out"] == ["replied", "replied"]  # one TwiML reply each
 
 
 async def test_long_answers_are_paged_and_served_by_more(tmp_path: Path) -> None:
@@ -172,7 +173,8 @@ async def test_a_slow_command_answers_now_and_sends_the_result_later(tmp_path: P
         assert sent.call_count == 1
         form = dict(httpx.QueryParams(sent.calls[0].request.content.decode()))
         assert form["To"] == ALICE and form["Body"] == "checkout cpu: no data"
-        assert [e.outcome for e in entries] == ["queued", "deferred"]
+        assert [e.outcome for e in entries] == ["queued", "replied", "deferred"]  # answer, "Working on it", text
+        assert entries[1].text.startswith("Working on it") and entries[1].direction == "out"
     finally:
         slow.stop()
 
@@ -190,8 +192,9 @@ async def test_history_in_sqlite_and_the_cli(tmp_path: Path) -> None:
                             env={"PATH": "/usr/bin:/bin", "TWILIO_AUTH_TOKEN": TOKEN})  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2
-    assert "+1555***0002" in lines[0] and "help" in lines[0] and "+1555***0001" in lines[1]
+    assert len(lines) == 4  # each text and its reply, newest first
+    assert [line.split()[3] for line in lines] == ["out", "in", "out", "in"]
+    assert "+1555***0002" in lines[1] and "help" in lines[1] and "+1555***0001" in lines[3]
     assert ALICE not in result.stdout and BOB not in result.stdout
 
 

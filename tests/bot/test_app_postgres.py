@@ -33,6 +33,7 @@ async def test_history_goes_to_postgresql_when_a_database_url_is_set(postgres_se
     )
     assert rows == [
         ("+1555***0001", "in", "db", "db connections", "ok"),
+        ("+1555***0001", "out", "db", "db connections", "replied"),  # the TwiML reply, a text sent
         ("+1555***0000", "in", None, None, "rejected"),
     ]
     assert not (tmp_path / "history.sqlite3").exists()

@@ -290,17 +290,31 @@ async def test_repeated_failures_are_throttled_per_address(bot: Running) -> None
         assert (await other.login()).status_code == 303
 
 
+async def test_a_hundred_wrong_passwords_at_once_get_at_most_the_limit_checked(bot: Running) -> None:
+    """Counted before the awaited password check: the rest are refused before any checking."""
+    visitor = Visitor(bot)
+    csrf = csrf_of(await visitor.get("/dashboard/login"))
+    form = {"csrf": csrf, "username": "alice", "password": "not the password"}
+    limit = LoginThrottle().limit  # what the dashboard uses
+    responses = await asyncio.gather(*(visitor.post("/dashboard/login", form) for _ in range(100)))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(401) <= limit == 5  # 401: checked and wrong (before the fix, about 69 were)
+    assert statuses.count(429) >= 100 - limit
+    assert (await visitor.login()).status_code == 429  # the right password too, until the window passes
+
+
 def test_the_throttle_forgets_failures_after_its_window() -> None:
     now = [1000.0]
     throttle = LoginThrottle(limit=2, window_s=60, max_addresses=3, clock=lambda: now[0])
-    throttle.failed("a")
-    throttle.failed("a")
+    assert throttle.attempt("a") and throttle.attempt("a")
+    assert not throttle.attempt("a")  # refused, and not counted
     assert throttle.blocked("a") and not throttle.blocked("b")
     now[0] += 61
     assert not throttle.blocked("a")
     for address in "bcde":  # the oldest addresses are dropped past `max_addresses`
-        throttle.failed(address)
-        throttle.failed(address)
+        throttle.attempt(address)
+        throttle.attempt(address)
     assert throttle.blocked("e") and not throttle.blocked("b")
     throttle.succeeded("e")
     assert not throttle.blocked("e")
@@ -484,7 +498,8 @@ async def test_the_overview_shows_the_recorded_traffic_and_health(bot: Running) 
     for name, fraction in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]:
         assert figure(page, name) == f"{nearest_rank(answered, fraction):.0f} ms"
     intents = dict(re.findall(r'<tr><td>([^<]+)</td><td class="num">(\d+)</td>', page))
-    assert intents == {"status": "25", "metrics": "25", "logs": "25", "ack": "25", "(none)": "2"}
+    assert intents == {"status": "25", "metrics": "25", "logs": "25", "ack": "25", "(not on the allowlist)": "1",
+                       "(rate limited)": "1"}  # fmt: skip
     assert page.count("<svg") >= 4  # texts per hour, intents, one strip per backend
     assert "<title>Texts received by intent</title>" in page
     per_hour = re.findall(r"<title>[0-9: -]+ UTC: (\d+) (in|out)</title>", page)

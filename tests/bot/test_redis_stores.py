@@ -399,11 +399,27 @@ async def test_a_silence_code_works_once_and_only_while_fresh(make: Make) -> Non
     assert await actions.pending_code("+1") is None
     second = await actions.propose("+1", "fp", "d", 60, "t")
     newer = await actions.propose("+1", "fp2", "d2", 120, "t2")  # replaces the older one
-    assert await actions.accept("+1", None) == newer != second
-    await actions.propose("+1", "fp", "d", 60, "t")
+    assert await actions.pending_code("+1") == newer.code
+    assert await actions.accept("+1", newer.code) == newer != second
+    late = await actions.propose("+1", "fp", "d", 60, "t")
     clock.now += 301
     assert await actions.pending_code("+1") is None
-    assert await actions.accept("+1", None) is None
+    assert await actions.accept("+1", late.code) is None
+
+
+async def test_a_withdrawn_proposal_is_gone_whatever_its_code(make: Make) -> None:
+    """ "no", or another command: the proposal is dropped, and its code no longer confirms anything."""
+    clock = Clock()
+    actions = make.actions(clock, proposal_ttl_s=300)
+    proposal = await actions.propose("+1", "fp", "HighCPU{instance=db1}", 3600, "silence 1 1h")
+    await actions.propose("+2", "fp", "d", 60, "t")
+    assert await actions.withdraw("+1") == proposal
+    assert await actions.withdraw("+1") is None
+    assert await actions.pending_code("+1") is None and await actions.accept("+1", proposal.code) is None
+    assert await actions.pending_code("+2") is not None  # another person's is untouched
+    await actions.propose("+1", "fp", "d", 60, "t")
+    clock.now += 301
+    assert await actions.withdraw("+1") is None  # expired: nothing was pending
 
 
 async def test_undo_works_once_within_its_window_and_keep_puts_it_back(make: Make) -> None:
@@ -784,7 +800,8 @@ async def every_method(client: Redis, prefix: str) -> dict[str, Call]:
         ("alerts.ack", lambda: book.ack("a", "alice")),
         ("alerts.unack", lambda: book.unack("a")),
         ("actions.propose", lambda: actions.propose("+1", "a", "d", 60, "t")),
-        ("actions.accept", lambda: actions.accept("+1", None)),
+        ("actions.accept", lambda: actions.accept("+1", "4821")),
+        ("actions.withdraw", lambda: actions.withdraw("+1")),
         ("actions.pending_code", lambda: actions.pending_code("+1")),
         ("actions.done", lambda: actions.done("+1", "ack", "a", "d")),
         ("actions.undoable", lambda: actions.undoable("+1")),

@@ -8,16 +8,19 @@ role (the registry enforces it before the handler runs).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
-from bot.alerting.model import AlertEvent
+from bot.alerting.model import AlertEvent, Notification, Severity
+from bot.alerting.texts import LABEL_LIMIT, alert_name, clean, label_value
 from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import SubscriptionsUnavailable
 from intents.durations import format_duration
-from intents.models import seconds_of
+from intents.models import Source, seconds_of
 from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
 from monitors.errors import BackendError, describe
-from monitors.formatting import safe
+from monitors.formatting import clip, safe
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,18 @@ class Target:
     fingerprint: str
     name: str
     labels: dict[str, str]
+    listed: AlertEvent | None = None
+    """The alert as the alerting backend reports it, when only the backend knew it (not yet notified
+    here, e.g. after a restart on in-memory state): adopted into the alert store to be acked."""
 
     @property
     def description(self) -> str:
-        shown = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()) if k not in ("alertname", "severity"))
-        return safe(f"{self.name}{{{shown}}}" if shown else self.name, 80)
+        """ "HighCPU{service=checkout}", cleaned as alert texts are (no links, GSM-7, one line)."""
+        labels = ((clean(k, LABEL_LIMIT), label_value(v)) for k, v in sorted(self.labels.items())
+                  if k not in ("alertname", "severity"))  # fmt: skip
+        shown = ",".join(f"{k}={v}" for k, v in labels if k and v)
+        name = alert_name(self.name)
+        return clip(f"{name}{{{shown}}}" if shown else name, 80)
 
 
 def _writer(request: Request) -> AlertWriter | None:
@@ -40,11 +50,25 @@ def _writer(request: Request) -> AlertWriter | None:
 
 async def _listed(request: Request) -> list[Alert]:
     """Every open alert the alerting backend knows (for targets the bot has not been notified about)."""
+    return (await _listing(request))[1]
+
+
+async def _listing(request: Request) -> tuple[str, list[Alert]]:
+    """The alerting backend's system ("alertmanager", "datadog") and its open alerts."""
     backends = request.services.monitors.for_kind(Kind.ALERTS)
     if not backends:
-        return []
+        return "", []
     result = await backends[0].query(AlertQuery("all"))
-    return list(result.alerts) if isinstance(result, AlertList) else []
+    return backends[0].system, list(result.alerts) if isinstance(result, AlertList) else []
+
+
+def _reported(alert: Alert, fingerprint: str, source: str) -> Target:
+    """A target only the backend knows, with the event to adopt if it is firing."""
+    labels = dict(alert.labels)
+    started = datetime.fromtimestamp(alert.starts_at, UTC) if alert.starts_at is not None else None
+    event = AlertEvent(fingerprint, alert.name, labels, "firing", Severity.parse(labels.get("severity")),
+                       alert.summary, started, source=source)  # fmt: skip
+    return Target(fingerprint, alert.name, labels, event if alert.state == "firing" else None)
 
 
 async def resolve(request: Request, reference: str) -> Target | str:
@@ -59,13 +83,15 @@ async def resolve(request: Request, reference: str) -> Target | str:
         known = await book.get(fingerprint)
         if known is not None:
             return _target(known.event)
-        for alert in await _listed(request):
+        source, listed = await _listing(request)
+        for alert in listed:
             if fingerprint in (alert.fingerprint, alert.name):
-                return Target(alert.fingerprint or fingerprint, alert.name, dict(alert.labels))
+                return _reported(alert, alert.fingerprint or fingerprint, source)
         return f"Alert {position} is no longer open."
     matches = [_target(a.event) for a in await book.by_name(reference)]
     if not matches:
-        matches = [Target(a.fingerprint, a.name, dict(a.labels)) for a in await _listed(request)
+        source, listed = await _listing(request)
+        matches = [_reported(a, a.fingerprint, source) for a in listed
                    if a.name.lower() == reference.lower() and a.state == "firing"]  # fmt: skip
     if not matches:
         return f"No open alert named {safe(reference, 40)}. Text 'alerts' for the list."
@@ -97,7 +123,11 @@ async def ack(request: Request) -> Answer:
     book = request.services.alerts
     actions = request.services.actions
     who = _name(request)
-    if await book.ack(target.fingerprint, who) is None:
+    acked = await book.ack(target.fingerprint, who)
+    if acked is None and target.listed is not None:  # firing at the backend, unknown here: adopt it
+        await book.update(Notification(target.listed.source, "adopted", "firing", (target.listed,)))
+        acked = await book.ack(target.fingerprint, who)
+    if acked is None:
         return Answer(f"{target.description} is not open here (already resolved?).")
     await actions.done(request.user, "ack", target.fingerprint, target.description)
     return Answer(f"Acked {target.description} for {who}. Its repeats won't text again. (undo within 5 min)")
@@ -126,12 +156,16 @@ async def silence(request: Request) -> Answer:
 async def confirm(request: Request) -> Answer:
     """Confirms a silence the bot asked about: reply "Y 4821" with the code it sent."""
     actions = request.services.actions
-    code = request.parse.slots.get("code")
-    proposal = await actions.accept(request.user, str(code) if code else None)
+    code = typed_code(request)
+    proposal = await actions.accept(request.user, code) if code is not None else None
     if proposal is None:
         waiting = await actions.pending_code(request.user)
-        return Answer(f"That code does not match. Reply Y {waiting} to confirm." if waiting
-                      else "Nothing is waiting for confirmation.")  # fmt: skip
+        if waiting is None:
+            return Answer("Nothing is waiting for confirmation.")
+        asked = replace(request.context, pending_code=waiting)  # still the question asked last
+        if code is None:
+            return Answer(f"Reply Y {waiting} to confirm (the code makes sure it's the right alert).", asked)
+        return Answer(f"That code does not match. Reply Y {waiting} to confirm.", asked)
     if request.role != "operator":
         return Answer("Only operators can silence alerts.")
     writer = _writer(request)
@@ -152,6 +186,19 @@ async def confirm(request: Request) -> Answer:
     await actions.done(request.user, "silence", proposal.fingerprint, proposal.description, silence_id)
     return Answer(f"Silenced {proposal.description} for {format_duration(proposal.duration_s)} "
                   f"(silence {silence_id[:8]}). Text 'undo' within 5 min to lift it.")  # fmt: skip
+
+
+def typed_code(request: Request) -> str | None:
+    """The code the person actually typed, or None for a bare "Y"/"yes"/"confirm".
+
+    The parser fills in the pending code for a bare "Y" (source `context`); a write must not happen
+    without its code, so here only digits present in the text count."""
+    code = request.parse.slots.get("code")
+    if code is None:
+        return None
+    if request.parse.source is Source.CONTEXT and str(code) not in re.findall(r"\d+", request.text):
+        return None
+    return str(code)
 
 
 @command("undo", role="operator", usage="undo")

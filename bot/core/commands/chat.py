@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.alerting.texts import alert_name, label_value
 from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import StoreUnavailable
 from monitors.formatting import safe
@@ -50,8 +51,10 @@ async def _alert_choices(request: Request) -> str | None:
     lines = []
     for number, fingerprint in enumerate(request.context.alerts[:8], 1):
         known = await book.get(fingerprint) if book is not None else None
-        label = known.event.name if known is not None else fingerprint[:12]
-        where = next((known.event.labels[k] for k in ("service", "instance", "job")
-                      if known is not None and k in known.event.labels), "")  # fmt: skip
-        lines.append(f"{number}) {safe(label, 40)} {safe(where, 30)}".rstrip())
+        if known is None:
+            lines.append(f"{number}) {safe(fingerprint[:12], 12)}")
+            continue
+        places = (label_value(known.event.labels.get(k, ""), 30) for k in ("service", "instance", "job"))
+        where = next((place for place in places if place), "")
+        lines.append(f"{number}) {alert_name(known.event.name, 40)} {where}".rstrip())
     return f"Which one? Reply {words[0]} N:\n" + "\n".join(lines)

@@ -1,8 +1,9 @@
 """Writes waiting for "Y <code>", and the last write each person can still undo, in this process's memory.
 
 A silence is echoed back first ("Silence HighCPU{service=checkout} for 1h? Reply Y 4821") so a
-sloppy text cannot mute the wrong thing; the code ties the "Y" to that exact proposal. Done writes
-are kept a few minutes for "undo".
+sloppy text cannot mute the wrong thing; the code ties the "Y" to that exact proposal, and the
+conversation withdraws the proposal when the person says no or texts anything else. Done writes are
+kept a few minutes for "undo".
 """
 
 from __future__ import annotations
@@ -35,16 +36,24 @@ class Actions:
             self._proposals[user] = proposal
         return proposal
 
-    async def accept(self, user: str, code: str | None) -> Proposal | None:
-        """The proposal `code` answers (taken: a code works once), or None if none matches or it expired."""
+    async def accept(self, user: str, code: str) -> Proposal | None:
+        """The proposal `code` answers (taken: a code works once), or None if none matches or it expired.
+
+        A code is required: a bare "yes" never acts on a write (it may answer another question)."""
         with self._lock:
             proposal = self._proposals.get(user)
             if proposal is None or self._clock() - proposal.at > self.proposal_ttl_s:
                 self._proposals.pop(user, None)
                 return None
-            if code is not None and code != proposal.code:
+            if code != proposal.code:
                 return None
             return self._proposals.pop(user)
+
+    async def withdraw(self, user: str) -> Proposal | None:
+        """Drop the user's pending proposal (they said no, or moved on); the proposal if one was fresh."""
+        with self._lock:
+            proposal = self._proposals.pop(user, None)
+            return proposal if proposal is not None and self._clock() - proposal.at <= self.proposal_ttl_s else None
 
     async def pending_code(self, user: str) -> str | None:
         with self._lock:

@@ -14,7 +14,8 @@ from bot.state.redis.codecs import done_from, done_json, proposal_from, proposal
 
 _PROPOSAL_ACCEPT = """
 -- KEYS[1] the user's proposal (hash: code, at, body); ARGV[1] now, ARGV[2] ttl seconds, ARGV[3] code,
--- ARGV[4] '1' when a code was given. Returns the proposal's JSON when taken.
+-- ARGV[4] '1' to take it only if ARGV[3] is its code, '0' to withdraw it whatever its code.
+-- Returns the proposal's JSON when a fresh one was taken.
 local p = redis.call('HMGET', KEYS[1], 'code', 'at', 'body')
 if not p[1] then return false end
 if tonumber(ARGV[1]) - tonumber(p[2]) > tonumber(ARGV[2]) then
@@ -30,9 +31,9 @@ return p[3]
 class RedisActions:
     """Silences waiting for "Y <code>" and the last write each person may undo, for every instance.
 
-    As `bot.alerting.actions.Actions`: a new proposal replaces the old one; a code works once, within
+    As `bot.state.memory.actions.Actions`: a new proposal replaces the old one; a code works once, within
     `proposal_ttl_s` (accept takes the proposal in one script, so two instances cannot both act on it);
-    a done write can be undone once within `undo_window_s`.
+    `withdraw` drops it whatever its code; a done write can be undone once within `undo_window_s`.
     """
 
     def __init__(
@@ -60,8 +61,16 @@ class RedisActions:
         return proposal
 
     @guarded
-    async def accept(self, user: str, code: str | None) -> Proposal | None:
+    async def accept(self, user: str, code: str) -> Proposal | None:
         """On StoreUnavailable: nothing was taken or done; tell the person to reply again shortly."""
+        return await self._take(user, code)
+
+    @guarded
+    async def withdraw(self, user: str) -> Proposal | None:
+        """On StoreUnavailable: the proposal may still be pending; only its code (within its TTL) acts on it."""
+        return await self._take(user, None)
+
+    async def _take(self, user: str, code: str | None) -> Proposal | None:
         body = await self._accept(keys=[self._proposals + user],
                                   args=[repr(self._clock()), repr(float(self.proposal_ttl_s)), code or "",
                                         "0" if code is None else "1"])  # fmt: skip
