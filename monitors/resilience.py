@@ -137,11 +137,18 @@ class HealthCache:
         self._answers: dict[str, tuple[float, Health | None, BackendError | None]] = {}
         self._inflight: dict[str, asyncio.Task[tuple[Health | None, BackendError | None]]] = {}
 
-    async def check(self, monitor: Monitor) -> Checked:
-        now = self._clock()
+    def fresh(self, monitor: Monitor) -> Checked | None:
+        """The kept answer while it is younger than `ttl_s`, without waiting for anything."""
         cached = self._answers.get(monitor.name)
-        if cached is not None and now - cached[0] < self.ttl_s:
-            return Checked(monitor, cached[1], cached[2], now - cached[0])
+        if cached is None:
+            return None
+        age = self._clock() - cached[0]
+        return Checked(monitor, cached[1], cached[2], age) if age < self.ttl_s else None
+
+    async def check(self, monitor: Monitor) -> Checked:
+        kept = self.fresh(monitor)
+        if kept is not None:
+            return kept
         task = self._inflight.get(monitor.name)
         if task is None:
             task = asyncio.ensure_future(_health_of(monitor))
@@ -160,15 +167,24 @@ async def _health_of(monitor: Monitor) -> tuple[Health | None, BackendError | No
 
 
 async def fan_out(monitors: Sequence[Monitor], cache: HealthCache, deadline_s: float) -> list[Checked]:
-    """Every monitor's health by `deadline_s`; one still checking then is reported as timed out."""
-    tasks = [asyncio.ensure_future(cache.check(m)) for m in monitors]
+    """Every monitor's health by `deadline_s`; one still checking then is reported as timed out.
+
+    Answers the health cache holds are taken as they are, without a task: `status` within the cache's
+    lifetime (the usual case under load) then never waits on the event loop at all.
+    """
+    kept = [cache.fresh(m) for m in monitors]
+    tasks = {m.name: asyncio.ensure_future(cache.check(m)) for m, k in zip(monitors, kept, strict=True) if k is None}
     if tasks:
-        await asyncio.wait(tasks, timeout=deadline_s)
+        await asyncio.wait(tasks.values(), timeout=deadline_s)
     checked: list[Checked] = []
-    for monitor, task in zip(monitors, tasks, strict=True):
-        if task.done():
+    for monitor, answer in zip(monitors, kept, strict=True):
+        task = tasks.get(monitor.name)
+        if answer is not None:
+            checked.append(answer)
+        elif task is not None and task.done():
             checked.append(task.result())
         else:
-            task.cancel()
+            if task is not None:
+                task.cancel()
             checked.append(Checked(monitor, None, BackendTimeout(monitor.display, deadline_s), 0.0))
     return checked

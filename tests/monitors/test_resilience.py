@@ -136,3 +136,15 @@ def test_a_read_only_alerting_backend_is_no_alert_writer() -> None:
     registry = MonitorRegistry()
     registry.register(Guarded(Scripted("datadog", kinds=frozenset({Kind.ALERTS}))), "datadog")
     assert registry.alert_writer() is None
+
+
+async def test_kept_answers_are_taken_without_waiting() -> None:
+    """Within the cache's lifetime an answer is there at once: even a zero deadline gets it (status under
+    load never waits on the event loop), while a monitor not yet asked times out by that deadline."""
+    asked = Scripted("prometheus", delay_s=0.01)
+    cache = HealthCache(ttl_s=60)
+    await fan_out([asked], cache, deadline_s=1)
+    unasked = Scripted("loki", delay_s=0.01)
+    checked = await fan_out([asked, unasked], cache, deadline_s=0)
+    assert checked[0].health is not None and checked[0].health.ok and asked.calls == 1
+    assert isinstance(checked[1].error, BackendTimeout)
