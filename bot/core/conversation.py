@@ -69,6 +69,7 @@ class Conversation:
                 context = await self.store.get(user)
             except StoreUnavailable:
                 context, degraded = Context(), True  # answer without memory rather than not at all
+            loaded = context
             trace = self.parser.explain(text, context, detail=False)
             parse = trace.parse
             pending = context.pending_code
@@ -78,8 +79,10 @@ class Conversation:
                 answer = await self._withdrawn(request, pending) or await self._run(request)
             except StoreUnavailable:  # alert state, pending silences: say so, don't guess
                 answer, degraded = Answer(STATE_UNAVAILABLE), True
+            kept = answer.context or context
             try:
-                await self.store.put(user, answer.context or context)
+                if kept != loaded:  # "help", "status", "more": nothing new to remember, no write to make
+                    await self.store.put(user, kept)
             except StoreUnavailable:
                 degraded = True
         reply = answer.text

@@ -33,14 +33,20 @@ class SmsReplies:
         self.max_segments = max_segments
         self.allow_emoji = allow_emoji
 
-    async def finish(self, user: str, reply: Reply) -> str:
-        """The first page to send now; later pages wait for "more" (a new answer replaces them)."""
+    def paginate(self, reply: Reply) -> tuple[str, list[str] | None]:
+        """The first page to send now and the later ones to keep for "more" (None: keep what is kept, as
+        "more" itself does). No I/O: the webhook stores them with the text's other outcome in one step."""
         note = context_note(reply)
         text = f"{note} {reply.text}" if note else reply.text
         pages = paginate(fold(text, allow_unicode=self.allow_emoji), self.max_segments, MORE_HINT)
-        if reply.parse.intent is not Intent.MORE:
+        return pages[0], (None if reply.parse.intent is Intent.MORE else pages[1:])
+
+    async def finish(self, user: str, reply: Reply) -> str:
+        """The first page to send now; later pages wait for "more" (a new answer replaces them)."""
+        first, rest = self.paginate(reply)
+        if rest is not None:
             try:
-                await self.pages.keep(user, pages[1:])
+                await self.pages.keep(user, rest)
             except StoreUnavailable:
                 pass  # the first page still goes out; "more" will say there is nothing more
-        return pages[0]
+        return first

@@ -139,11 +139,19 @@ class Admitted:
 
 
 class Admission(Protocol):
-    """The MessageSid check, the rate limits and the claim, in that order, as one step (one round trip
-    with Redis). Raises ReplyPending when another instance is answering this very message, and
-    StoreUnavailable when the store cannot be reached (nothing was counted or claimed then)."""
+    """What the store does around each text, in one round trip each with Redis: before it, the
+    MessageSid check, the rate limits and the claim (`admit`); after it, the pages kept for "more" and
+    the reply kept for repeats (`settle`)."""
 
-    async def admit(self, sid: str, number: str) -> Admitted: ...
+    async def admit(self, sid: str, number: str) -> Admitted:
+        """Raises ReplyPending when another instance is answering this very message, and StoreUnavailable
+        when the store cannot be reached (nothing was counted or claimed then)."""
+        ...
+
+    async def settle(self, user: str, pages: Sequence[str] | None, sid: str | None, reply: str) -> None:
+        """Keep `pages` for "more" (None: leave the kept ones) and, for a claimed `sid`, `reply` for its
+        repeats. On StoreUnavailable: "more" finds nothing and a repeat runs again."""
+        ...
 
 
 class Idempotency(Protocol):

@@ -25,12 +25,13 @@ def local_stores(settings: Settings) -> Stores:
         TokenBuckets(settings.global_rate_per_minute / 6, settings.global_rate_per_minute),
     )
     idempotency = InMemoryIdempotency()
+    pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
     return Stores(
         contexts=InMemoryContextStore(settings.context_ttl_s, settings.context_max_users),
-        pages=InMemoryPageStore(settings.context_ttl_s, settings.context_max_users),
+        pages=pages,
         limiter=limiter,
         idempotency=idempotency,
-        admission=LocalAdmission(limiter, idempotency),
+        admission=LocalAdmission(limiter, idempotency, pages),
         dedup=LocalDedup(Deduplicator(DEDUP_TTL_S)),
         budget=LocalBudget(SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)),
         alerts=AlertBook(),

@@ -119,18 +119,21 @@ class Webhook:
         except StoreUnavailable as exc:
             log.error("shared store unavailable, answering without limits: %s", exc)
         try:
-            xml = await self._run(number, role, text, started)
+            xml, pages = await self._run(number, role, text, started)
         except BaseException:
             if claimed:
                 with contextlib.suppress(StoreUnavailable):
                     await self.idempotency.abandon(sid)
             raise
-        if claimed:
-            with contextlib.suppress(StoreUnavailable):
-                await self.idempotency.finish(sid, xml)
+        if claimed or pages is not None:
+            try:
+                await self.admission.settle(number, pages, sid if claimed else None, xml)
+            except StoreUnavailable as exc:
+                log.error("shared store unavailable, the reply's pages and repeat not kept: %s", exc)
         return Response(xml, media_type=TWIML)
 
-    async def _run(self, number: str, role: Role, text: str, started: float) -> str:
+    async def _run(self, number: str, role: Role, text: str, started: float) -> tuple[str, list[str] | None]:
+        """The TwiML answer, and the later pages to keep for "more" (None: leave the kept ones)."""
         task = asyncio.ensure_future(self.conversation.reply(number, text, role))
         try:
             reply = await asyncio.wait_for(asyncio.shield(task), self.settings.reply_budget_s)
@@ -138,24 +141,24 @@ class Webhook:
             self._later(task, number, text, started)
             await self._record(number, text, "-", "", "deferred", started, WORKING)
             await self._replied(number, WORKING, "-", "", started)
-            return twiml(WORKING)
+            return twiml(WORKING), None
         except Exception as exc:  # the outermost handler: one text must never turn into a 500
             log.error("reply failed for %s: %s", mask_number(number), type(exc).__name__)
             self.metrics.messages.labels("error", "error").inc()
             await self._record(number, text, "error", "", "error", started, SOMETHING_WENT_WRONG)
             await self._replied(number, SOMETHING_WENT_WRONG, "error", "", started)
-            return twiml(SOMETHING_WENT_WRONG)
-        page = await self.replies.finish(number, reply)
+            return twiml(SOMETHING_WENT_WRONG), None
+        page, pages = self.replies.paginate(reply)
         intent = reply.parse.intent.value
         outcome = "unknown" if intent == "unknown" else "ok"
         self.metrics.messages.labels(intent, outcome).inc()
         self.metrics.latency.labels(intent).observe(time.perf_counter() - started)
         if text.strip().upper() in OPT_OUT:
             await self._record(number, text, intent, reply.parse.command, outcome, started)
-            return twiml()  # the carrier confirms: nothing goes out from us
+            return twiml(), pages  # the carrier confirms: nothing goes out from us
         await self._record(number, text, intent, reply.parse.command, outcome, started, page)
         await self._replied(number, page, intent, reply.parse.command, started)
-        return twiml(page, reply.media)
+        return twiml(page, reply.media), pages
 
     def _later(self, task: asyncio.Future[Reply], number: str, text: str, started: float) -> None:
         """Send the answer of a slow command through the REST API once it is ready.

@@ -130,13 +130,17 @@ class Make:
     def idempotency(self, ttl_s: float = 86_400) -> Idempotency:
         return RedisIdempotency(self.client, ttl_s, prefix=self.prefix) if self.redis else InMemoryIdempotency(ttl_s)
 
-    def admission(self, capacity: float, clock: Clock, idempotency: Idempotency) -> Admission:
-        """The gate over a limiter of `capacity` texts at once (a token every 10 s) and `idempotency`."""
+    def admission(
+        self, capacity: float, clock: Clock, idempotency: Idempotency, pages: PageStore | None = None
+    ) -> Admission:
+        """The gate over a limiter of `capacity` texts at once (a token every 10 s), `idempotency` and `pages`."""
         limiter = self.limiter(capacity, 6, (1000, 1000), clock)
+        pages = pages if pages is not None else self.pages()
         if self.redis:
             assert isinstance(limiter, RedisRateLimiter) and isinstance(idempotency, RedisIdempotency)
-            return RedisAdmission(self.client, limiter, idempotency)
-        return LocalAdmission(limiter, idempotency)
+            assert isinstance(pages, RedisPageStore)
+            return RedisAdmission(self.client, limiter, idempotency, pages)
+        return LocalAdmission(limiter, idempotency, pages)
 
     def dedup(self, ttl_s: float) -> DedupStore:
         return RedisDedup(self.client, ttl_s, prefix=self.prefix) if self.redis else LocalDedup(Deduplicator(ttl_s))
@@ -305,6 +309,22 @@ async def test_admission_waits_for_a_sid_another_process_is_answering(make: Make
     await asyncio.sleep(0.05)
     await store.abandon("SM2")  # the owner failed: the repeat runs it
     assert await retry == Admitted(claimed=True)
+
+
+async def test_settling_keeps_the_pages_and_the_first_reply(make: Make) -> None:
+    store, pages = make.idempotency(), make.pages()
+    gate = make.admission(10, Clock(), store, pages)
+    await pages.keep("+1", ["old 2", "old 3"])
+    assert (await gate.admit("SM1", "+1")).claimed
+    await gate.settle("+1", ["page 2", "page 3"], "SM1", "<Response>1</Response>")
+    assert await gate.admit("SM1", "+1") == Admitted(earlier="<Response>1</Response>")
+    assert await pages.next("+1") == ("page 2", 1)
+    await gate.settle("+1", None, None, "")  # "more": the kept pages stay
+    assert await pages.next("+1") == ("page 3", 0)
+    await gate.settle("+1", ["x"], None, "")
+    await gate.settle("+1", [], "SM1", "<Response>second</Response>")  # no pages; the first reply stays
+    assert await pages.next("+1") is None
+    assert await store.claim_if_done("SM1") == "<Response>1</Response>"
 
 
 async def test_idempotency_forgets_after_its_ttl(make: Make) -> None:

@@ -10,10 +10,10 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.state.protocols import Admitted, Idempotency, RateLimiter, Verdict
+from bot.state.protocols import Admitted, Idempotency, PageStore, RateLimiter, Verdict
 
 Clock = Callable[[], float]
 
@@ -100,6 +100,8 @@ class InMemoryIdempotency:
         return reply if reply is not None else await self.claim(sid)
 
     async def finish(self, sid: str, reply: str) -> None:
+        if sid in self._done:  # the first reply stays, as in Redis (a late second owner does not replace it)
+            reply = self._done[sid][1]
         self._done[sid] = (self._clock(), reply)
         self._done.move_to_end(sid)
         while len(self._done) > self.max_items:
@@ -118,9 +120,10 @@ class LocalAdmission:
     """`Admission` over any rate limiter and idempotency store, one call after another (in memory they
     cost nothing; `bot.state.redis.limits.RedisAdmission` folds them into one script)."""
 
-    def __init__(self, limiter: RateLimiter, idempotency: Idempotency) -> None:
+    def __init__(self, limiter: RateLimiter, idempotency: Idempotency, pages: PageStore) -> None:
         self.limiter = limiter
         self.idempotency = idempotency
+        self.pages = pages
 
     async def admit(self, sid: str, number: str) -> Admitted:
         if sid:
@@ -134,3 +137,9 @@ class LocalAdmission:
             return Admitted()
         earlier = await self.idempotency.claim(sid)
         return Admitted(earlier=earlier) if earlier is not None else Admitted(claimed=True)
+
+    async def settle(self, user: str, pages: Sequence[str] | None, sid: str | None, reply: str) -> None:
+        if pages is not None:
+            await self.pages.keep(user, pages)
+        if sid:
+            await self.idempotency.finish(sid, reply)

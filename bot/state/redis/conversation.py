@@ -89,6 +89,9 @@ class RedisPageStore:
         self._client = client
         self._prefix = f"{prefix}pages:"
 
+    def key(self, user: str) -> str:
+        return self._prefix + user
+
     @guarded
     async def keep(self, user: str, pages: Sequence[str]) -> None:
         """Replace the user's pending pages. On StoreUnavailable: "more" will find nothing (or the old pages)."""

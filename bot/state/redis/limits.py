@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
 from bot.state.protocols import Admitted, ReplyPending, Verdict
 from bot.state.redis.client import CLOCK_LUA, DEFAULT_PREFIX, Clock, guarded, ms, now_arg, text_of
+from bot.state.redis.conversation import RedisPageStore
 
 _TAKE_LUA = """
 -- take(key, capacity, tokens a second, now): one token from a bucket (a hash: tokens, at, warned)
@@ -76,6 +78,28 @@ redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[7])
 return {'claimed'}
 """
 )
+
+
+_SETTLE = """
+-- After the answer, one round trip: the user's pages for "more", then the reply kept for repeats.
+-- KEYS[1] the pages list ('' = leave it), KEYS[2] the sid ('' = none)
+-- ARGV[1] pages ttl ms, ARGV[2] 'd' .. reply, ARGV[3] reply ttl ms, ARGV[4..] the pages
+if KEYS[1] ~= '' then
+  redis.call('DEL', KEYS[1])
+  if #ARGV > 3 then
+    redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  end
+end
+if KEYS[2] ~= '' then
+  local value = redis.call('GET', KEYS[2])
+  -- The first reply stays: a late second owner (after a marker expired) does not replace it.
+  if not (value and string.sub(value, 1, 1) == 'd') then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  end
+end
+return 1
+"""
 
 
 class RedisRateLimiter:
@@ -167,9 +191,12 @@ class RedisIdempotency:
     def key(self, sid: str) -> str:
         return self._prefix + sid
 
-    def owned(self, sid: str, marker: str) -> None:
-        """A claim made elsewhere (`RedisAdmission`) with this marker: finish or abandon it here."""
-        self._owned[sid] = marker
+    def owned(self, sid: str, marker: str | None) -> None:
+        """A claim made (a marker) or finished (None) elsewhere (`RedisAdmission`)."""
+        if marker is None:
+            self._owned.pop(sid, None)
+        else:
+            self._owned[sid] = marker
 
     @guarded
     async def claim_if_done(self, sid: str) -> str | None:
@@ -227,10 +254,14 @@ class RedisAdmission:
     `RedisIdempotency.claim`, which waits for that reply.
     """
 
-    def __init__(self, client: Redis, limiter: RedisRateLimiter, idempotency: RedisIdempotency) -> None:
+    def __init__(
+        self, client: Redis, limiter: RedisRateLimiter, idempotency: RedisIdempotency, pages: RedisPageStore
+    ) -> None:
         self._limiter = limiter
         self._idempotency = idempotency
+        self._pages = pages
         self._admit = client.register_script(_ADMIT)
+        self._settle = client.register_script(_SETTLE)
 
     @guarded
     async def admit(self, sid: str, number: str) -> Admitted:
@@ -251,3 +282,12 @@ class RedisAdmission:
             idempotency.owned(sid, marker)
             return Admitted(claimed=True)
         return Admitted(verdict=Verdict(outcome))
+
+    @guarded
+    async def settle(self, user: str, pages: Sequence[str] | None, sid: str | None, reply: str) -> None:
+        """As `RedisPageStore.keep` then `RedisIdempotency.finish`, in one script."""
+        idempotency = self._idempotency
+        if sid:
+            idempotency.owned(sid, None)
+        keys = [self._pages.key(user) if pages is not None else "", idempotency.key(sid) if sid else ""]
+        await self._settle(keys=keys, args=[ms(self._pages.ttl_s), "d" + reply, ms(idempotency.ttl_s), *(pages or ())])

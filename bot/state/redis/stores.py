@@ -61,12 +61,13 @@ async def open_redis_stores(url: str, settings: Settings, *, prefix: str = DEFAU
         prefix=prefix,
     )
     idempotency = RedisIdempotency(client, prefix=prefix)
+    pages = RedisPageStore(client, settings.context_ttl_s, prefix=prefix)
     return RedisStores(
         contexts=RedisContextStore(client, settings.context_ttl_s, settings.context_max_users, prefix=prefix),
-        pages=RedisPageStore(client, settings.context_ttl_s, prefix=prefix),
+        pages=pages,
         limiter=limiter,
         idempotency=idempotency,
-        admission=RedisAdmission(client, limiter, idempotency),
+        admission=RedisAdmission(client, limiter, idempotency, pages),
         dedup=RedisDedup(client, DEDUP_TTL_S, prefix=prefix),
         budget=RedisBudget(client, settings.alert_budget_texts, settings.alert_budget_window_s, prefix=prefix),
         alerts=RedisAlertBook(client, prefix=prefix),
