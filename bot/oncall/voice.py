@@ -38,8 +38,8 @@ def spoken(alerts: Sequence[AlertEvent]) -> str:
     if len(alerts) == 1:
         where = next((clean(first.labels[k], 30) for k in WHERE_LABELS if first.labels.get(k, "").strip()), "")
         text = f"Operator page. {severity.capitalize()}: {clean(first.name, 40)}" + (f" on {where}" if where else "")
-        summary = clean(first.summary, 80)
-        return (f"{text}. {summary}" if summary else f"{text}.")[:SPOKEN_LIMIT]
+        summary = clean(first.summary, 80).rstrip(".")
+        return (f"{text}. {summary}." if summary else f"{text}.")[:SPOKEN_LIMIT]
     names = list(dict.fromkeys(clean(a.name, 40) for a in alerts))
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return f"Operator page. {len(alerts)} alerts, {severity}: {shown}."[:SPOKEN_LIMIT]

@@ -145,7 +145,7 @@ class InMemoryEscalations:
         self._timelines[fingerprint] = ended = replace(
             timeline, state="resolved", due=None, events=(*timeline.events, Event(now, "resolved"))[-MAX_EVENTS:]
         )
-        self._ended[fingerprint] = now
+        self._ended[fingerprint] = self._clock()  # kept a day by this store's clock, as its expiry reads it
         self._claims.pop(fingerprint, None)
         return ended
 
