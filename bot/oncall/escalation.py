@@ -23,8 +23,9 @@ State = Literal["open", "acked", "resolved"]
 Kind = Literal["sms", "call", "held", "failed", "unanswered", "acked", "unacked", "resolved", "escalated", "nobody"]
 PAGES: frozenset[str] = frozenset({"sms", "call"})
 """Events that reached someone (or were handed to Twilio for them)."""
-CLAIM_S = 60.0
-"""How long a step's runner may take before another may run the rest of it: more than a send's retries."""
+CLAIM_S = 45.0
+"""How long a step's runner may take before another may run the rest of it: more than one send with all its
+retries (3 attempts of at most 10 s, 1.5 s of back-off); a step's sends go out side by side."""
 KEEP_S = 86_400.0
 """How long an ended timeline stays readable (the dashboard shows the last day's)."""
 

@@ -14,6 +14,7 @@ escalation moves to its next step at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -145,10 +146,8 @@ class Pager:
             for person in people:
                 if person.number not in done:
                     groups.setdefault(person.number, _Group(person)).runs.append(run)
-        for group in texts.values():
-            await self._text(group, now, outcome)
-        for group in calls.values():
-            await self._call(group, now, outcome)
+        await asyncio.gather(*(self._text(group, now, outcome) for group in texts.values()),
+                             *(self._call(group, now, outcome) for group in calls.values()))  # fmt: skip
         return outcome
 
     async def _everyone(self, alert: AlertEvent, now: float) -> list[Person]:
