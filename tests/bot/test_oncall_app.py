@@ -242,3 +242,36 @@ async def test_without_on_call_the_voice_webhooks_do_not_exist_and_oncall_says_s
         assert message_of(await bot.running.text("oncall")).startswith("On-call paging is not set up here")
         await bot.alert(firing())
         assert sorted(t["To"] for t in bot.sent()) == [ALICE, BOB]  # the broadcast
+
+
+async def test_the_dashboard_shows_who_is_on_call_and_each_escalation(tmp_path: Path) -> None:
+    token = "dash-" + "t" * 27
+    call_created = json.loads((FIXTURES / "twilio" / "calls_create_response_docs_legacy.json").read_text())
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        mock.post(f"{TWILIO}/2010-04-01/Accounts/{SID}/Messages.json").mock(
+            return_value=httpx.Response(201, json={"sid": "SM" + "d" * 32, "status": "queued"})
+        )
+        mock.post(f"{TWILIO}/2010-04-01/Accounts/{SID}/Calls.json").mock(
+            return_value=httpx.Response(201, json=call_created)
+        )
+        settings = settings_for(tmp_path, ONCALL, TWILIO_API_BASE_URL=TWILIO, OPERATOR_WEBHOOK_TOKEN=HOOK,
+                                OPERATOR_DASHBOARD_TOKEN=token)  # fmt: skip
+        async with serve(settings) as running_bot:
+            bot = Bot(running_bot, mock.routes[1], mock.routes[2])
+            await bot.running.text("take payments 1h")
+            await bot.alert(one_alert())
+            await bot.oncall.escalate(json.loads(firing())["alerts"][0]["fingerprint"], "alice")
+            await bot.running.text("ack 1")
+            page = await bot.running.client.get(f"{bot.running.url}/dashboard/oncall",
+                                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            closed = await bot.running.client.get(f"{bot.running.url}/dashboard/oncall")
+    assert page.status_code == 200 and page.headers["content-security-policy"].startswith("default-src 'none'")
+    html = page.text
+    assert '<td class="holder">alice' in html and '<th scope="row">payments</th>' in html
+    assert 'DiskFull db1:9100 <span class="severity">critical</span>' in html
+    assert "acked by alice · policy default" in html
+    assert [cell for cell in ("texted", "called", "escalated now by", "acked") if f"<td>{cell}</td>" in html] == [
+        "texted", "called", "escalated now by", "acked"]  # fmt: skip
+    assert "+1555" not in html  # names, never numbers
+    assert closed.status_code == 303  # people log in first
