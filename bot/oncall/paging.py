@@ -18,9 +18,10 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from bot.alerting.model import AlertEvent, Notification
 from bot.alerting.recipients import RecipientRule, rules_from_users, wants
@@ -49,8 +50,26 @@ log = logging.getLogger(__name__)
 
 ESCALATED = "[escalated] "
 """Put before a later step's text, when it still fits: this page comes because nobody acked the first."""
+CONCURRENCY = 16
+"""Store calls a batch has in flight at once: a storm's hundreds of escalations are not run one round trip
+after another, nor all at once on hundreds of connections."""
 NOTE_TTL_S = KEEP_S
 """How long a message's or a call's note lives: Twilio reports delivery within minutes, calls within an hour."""
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def each(items: Iterable[T], work: Callable[[T], Awaitable[R]], limit: int = CONCURRENCY) -> list[R]:
+    """`work` on every item, at most `limit` at a time, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 @dataclass(frozen=True)
@@ -220,8 +239,9 @@ class Pager:
         person = group.person
         ok = delivery.ok
         detail = delivery.status if ok else (delivery.error or delivery.status)
+        event = Event(now, kind if ok else "failed", -1, person.name, person.number, detail)
+        await each(group.runs, lambda run: self._record(run, replace(event, step=run.step)))
         for run in group.runs:
-            await self._record(run, Event(now, kind if ok else "failed", run.step, person.name, person.number, detail))
             if ok:
                 outcome.reached.setdefault(run.timeline.fingerprint, []).append(person.name)
             else:

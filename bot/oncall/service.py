@@ -20,13 +20,14 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from bot.alerting.model import AlertEvent, Changes, Notification
 from bot.alerting.texts import WHERE_LABELS, clean, format_resolved, numbered
 from bot.db.audit import AuditWriter
 from bot.observability import Metrics
 from bot.oncall.escalation import CLAIM_S, Event, Timeline, begin, next_due
-from bot.oncall.paging import Outcome, Pager, Run
+from bot.oncall.paging import Outcome, Pager, Run, each
 from bot.oncall.policies import Person, Policies
 from bot.oncall.schedules import Override, Rotation, describe, replaced_by, when
 from bot.oncall.voice import spoken
@@ -188,29 +189,34 @@ class OnCall:
         pending = list(dict.fromkeys(fingerprints))
         for _ in range(1 + max((len(s) for s in self.policies.escalation.values()), default=0)):
             now = self.clock()
-            runs: list[Run] = []
-            for fingerprint in pending:
-                owner = secrets.token_hex(8)
-                timeline = await self.store.claim(fingerprint, step, now, owner, now + CLAIM_S, hurry)
-                if timeline is None:
-                    continue
-                if timeline.step >= len(self.policies.steps(timeline.policy)):  # its policy lost steps since
-                    await self.store.complete(fingerprint, timeline.step, owner, None)
-                    continue
-                runs.append(Run(timeline, timeline.step, owner))
+            claimed = await each(pending, partial(self._claim, step=step, now=now, hurry=hurry))
+            runs = [run for run in claimed if run is not None]
             if not runs:
                 break
             outcome = await self.pager.page(runs, now)
             total.merge(outcome)
-            pending = []
-            for run in runs:
-                fingerprint = run.timeline.fingerprint
-                due = next_due(self.policies.steps(run.timeline.policy), run.step, now, fingerprint in outcome.failed)
-                total.ran.add(fingerprint)
-                if await self.store.complete(fingerprint, run.step, run.owner, due) and due is not None and due <= now:
-                    pending.append(fingerprint)
+            total.ran |= {run.timeline.fingerprint for run in runs}
+            completed = await each(runs, partial(self._complete, now=now, failed=outcome.failed))
+            pending = [fingerprint for fingerprint in completed if fingerprint is not None]
             step, hurry = None, False
         return total
+
+    async def _claim(self, fingerprint: str, step: int | None, now: float, hurry: bool) -> Run | None:
+        owner = secrets.token_hex(8)
+        timeline = await self.store.claim(fingerprint, step, now, owner, now + CLAIM_S, hurry)
+        if timeline is None:
+            return None
+        if timeline.step >= len(self.policies.steps(timeline.policy)):  # its policy lost steps since
+            await self.store.complete(fingerprint, timeline.step, owner, None)
+            return None
+        return Run(timeline, timeline.step, owner)
+
+    async def _complete(self, run: Run, now: float, failed: set[str]) -> str | None:
+        """Complete a run; its fingerprint when its next step is due already (a failure, or a wait of 0)."""
+        fingerprint = run.timeline.fingerprint
+        due = next_due(self.policies.steps(run.timeline.policy), run.step, now, fingerprint in failed)
+        done = await self.store.complete(fingerprint, run.step, run.owner, due)
+        return fingerprint if done and due is not None and due <= now else None
 
     async def run_after(self, steps: Mapping[str, int]) -> Outcome:
         """Run, at once, the step after the given one of each escalation (unless it moved on already)."""

@@ -39,8 +39,8 @@ redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 return 1
 """
 _CLAIM = """
--- KEYS[1] the timeline; ARGV[1] step ('' = whichever is next), ARGV[2] now, ARGV[3] owner, ARGV[4] until,
--- ARGV[5] '1' to run before it is due. Returns the claimed step, or false.
+-- KEYS[1] the timeline, KEYS[2] its events; ARGV[1] step ('' = whichever is next), ARGV[2] now, ARGV[3] owner,
+-- ARGV[4] until, ARGV[5] '1' to run before it is due. Returns the timeline as claimed (fields, events), or false.
 if redis.call('HGET', KEYS[1], 'x') ~= 'open' then return false end
 local due = redis.call('HGET', KEYS[1], 'd')
 if not due or due == '' then return false end
@@ -55,7 +55,7 @@ if claim then
   end
 end
 redis.call('HSET', KEYS[1], 'c', ARGV[3] .. ' ' .. ARGV[4])
-return step
+return {redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1)}
 """
 _RECORD = """
 -- KEYS[1] the timeline, KEYS[2] its events; ARGV[1] event JSON, ARGV[2] most events kept
@@ -211,12 +211,12 @@ class RedisEscalations:
     async def claim(
         self, fingerprint: str, step: int | None, now: float, owner: str, until: float, hurry: bool = False
     ) -> Timeline | None:
-        hash_key, _ = self._keys(fingerprint)
         args = ["" if step is None else str(step), repr(float(now)), owner, repr(float(until)), "1" if hurry else "0"]
-        claimed = await self._claim(keys=[hash_key], args=args)
-        if claimed is None or claimed is False:
+        claimed = await self._claim(keys=list(self._keys(fingerprint)), args=args)
+        if not claimed:
             return None
-        return await self.get(fingerprint)
+        flat, events = claimed
+        return _timeline(dict(zip(flat[::2], flat[1::2], strict=True)), events)
 
     @guarded
     async def record(self, fingerprint: str, event: Event) -> None:
