@@ -92,11 +92,10 @@ def next_due(steps: Sequence[Step], ran: int, now: float, hurry: bool = False) -
     return now if hurry else now + steps[ran].wait
 
 
-def after_run(timeline: Timeline, steps: Sequence[Step], ran: int, now: float, hurry: bool = False) -> Timeline:
-    """The timeline once step `ran` has run (what the store's `complete` writes)."""
-    if timeline.state != "open":
-        return replace(timeline, step=max(timeline.step, ran + 1), due=None)
-    return replace(timeline, step=ran + 1, due=next_due(steps, ran, now, hurry))
+def completed(timeline: Timeline, ran: int, due: float | None) -> Timeline:
+    """The timeline once step `ran` has run and the next is due at `due` (None: nothing left). An acked
+    escalation keeps its due time, so an ack undone resumes where it stood; a resolved one has none."""
+    return replace(timeline, step=ran + 1, due=None if timeline.state == "resolved" else due)
 
 
 def acked(timeline: Timeline, who: str, now: float) -> Timeline | None:
@@ -105,6 +104,14 @@ def acked(timeline: Timeline, who: str, now: float) -> Timeline | None:
         return None
     event = Event(now, "acked", name=who)
     return replace(timeline, state="acked", acked_by=who, events=(*timeline.events, event))
+
+
+def unacked(timeline: Timeline, now: float) -> Timeline | None:
+    """The timeline reopened where it stood (an ack undone), or None when it was not acked."""
+    if timeline.state != "acked":
+        return None
+    event = Event(now, "unacked", name=timeline.acked_by or "")
+    return replace(timeline, state="open", acked_by=None, events=(*timeline.events, event))
 
 
 def resolved(timeline: Timeline, now: float) -> Timeline | None:

@@ -198,3 +198,31 @@ async def test_redis_down_is_store_unavailable() -> None:
             await RedisOverrides(client).current("payments", T0)
     finally:
         await client.aclose()
+
+
+async def test_an_ack_during_a_step_keeps_its_next_due_time_for_an_undo(stores: Trio) -> None:
+    one, two, _ = stores
+    await one.start(begin(alert(), "default", T0))
+    assert await one.claim("fp1", None, T0, "runner", T0 + 60) is not None
+    assert await two.ack("fp1", "alice", T0 + 1) is not None  # acked while the step's pages go out
+    assert await one.complete("fp1", 0, "runner", T0 + 300)
+    assert await one.due(T0 + 1000, 10) == []
+    assert await two.unack("fp1", T0 + 2)
+    assert await one.due(T0 + 299, 10) == [] and await one.due(T0 + 300, 10) == ["fp1"]
+    timeline = await one.get("fp1")
+    assert timeline is not None and timeline.step == 1 and timeline.due == T0 + 300
+
+
+async def test_an_escalation_gone_from_redis_leaves_the_due_set_at_its_next_claim(redis: RedisServer) -> None:
+    prefix = f"t{uuid4().hex[:10]}:"
+    client = redis_client(redis.url)
+    try:
+        store = RedisEscalations(client, prefix=prefix)
+        await store.start(begin(alert(), "default", T0))
+        await client.delete(f"{prefix}oncall:t:fp1")  # what a week's expiry does
+        assert await store.due(T0, 10) == ["fp1"]
+        assert await store.claim("fp1", None, T0, "r", T0 + 60) is None
+        assert await store.due(T0, 10) == []
+        assert await store.recent() == []
+    finally:
+        await client.aclose()

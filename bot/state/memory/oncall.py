@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from bot.oncall.escalation import KEEP_S, Event, Timeline
+from bot.oncall.escalation import KEEP_S, Event, Timeline, acked, completed, resolved, unacked
 from bot.oncall.schedules import Override
 
 Clock = Callable[[], float]
@@ -112,39 +112,32 @@ class InMemoryEscalations:
         if timeline is None or claim is None or claim[0] != owner or timeline.step != step:
             return False
         del self._claims[fingerprint]
-        due = due if timeline.state == "open" else None
-        self._timelines[fingerprint] = updated = replace(timeline, step=step + 1, due=due)
+        self._timelines[fingerprint] = updated = completed(timeline, step, due)
         self._schedule(updated)
         return True
 
     async def ack(self, fingerprint: str, who: str, now: float) -> Timeline | None:
         timeline = self._timelines.get(fingerprint)
-        if timeline is None or timeline.state != "open":
-            return None
-        event = Event(now, "acked", name=who)
-        self._timelines[fingerprint] = acked = replace(
-            timeline, state="acked", acked_by=who, events=(*timeline.events, event)[-MAX_EVENTS:]
-        )
-        return acked
+        stopped = None if timeline is None else acked(timeline, who, now)
+        if stopped is not None:
+            self._timelines[fingerprint] = stopped = replace(stopped, events=stopped.events[-MAX_EVENTS:])
+        return stopped
 
     async def unack(self, fingerprint: str, now: float) -> bool:
         timeline = self._timelines.get(fingerprint)
-        if timeline is None or timeline.state != "acked":
+        reopened = None if timeline is None else unacked(timeline, now)
+        if reopened is None:
             return False
-        event = Event(now, "unacked", name=timeline.acked_by or "")
-        self._timelines[fingerprint] = reopened = replace(
-            timeline, state="open", acked_by=None, events=(*timeline.events, event)[-MAX_EVENTS:]
-        )
+        self._timelines[fingerprint] = reopened
         self._schedule(reopened)
         return True
 
     async def resolve(self, fingerprint: str, now: float) -> Timeline | None:
         timeline = self._timelines.get(fingerprint)
-        if timeline is None or timeline.state == "resolved":
+        ended = None if timeline is None else resolved(timeline, now)
+        if ended is None:
             return None
-        self._timelines[fingerprint] = ended = replace(
-            timeline, state="resolved", due=None, events=(*timeline.events, Event(now, "resolved"))[-MAX_EVENTS:]
-        )
+        self._timelines[fingerprint] = ended = replace(ended, events=ended.events[-MAX_EVENTS:])
         self._ended[fingerprint] = self._clock()  # kept a day by this store's clock, as its expiry reads it
         self._claims.pop(fingerprint, None)
         return ended

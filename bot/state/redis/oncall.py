@@ -36,12 +36,19 @@ redis.call('HSET', KEYS[1], 'a', ARGV[2], 'p', ARGV[3], 'st', ARGV[4], 's', '0',
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[6]) / 1000))
 return 1
 """
 _CLAIM = """
--- KEYS[1] the timeline, KEYS[2] its events; ARGV[1] step ('' = whichever is next), ARGV[2] now, ARGV[3] owner,
--- ARGV[4] until, ARGV[5] '1' to run before it is due. Returns the timeline as claimed (fields, events), or false.
-if redis.call('HGET', KEYS[1], 'x') ~= 'open' then return false end
+-- KEYS[1] the timeline, KEYS[2] its events, KEYS[3] due times; ARGV[1] step ('' = whichever is next), ARGV[2] now,
+-- ARGV[3] owner, ARGV[4] until, ARGV[5] '1' to run before it is due, ARGV[6] fingerprint.
+-- Returns the timeline as claimed (fields, events), or false.
+local state = redis.call('HGET', KEYS[1], 'x')
+if not state then
+  redis.call('ZREM', KEYS[3], ARGV[6])  -- expired (a week old) while due: forget it
+  return false
+end
+if state ~= 'open' then return false end
 local due = redis.call('HGET', KEYS[1], 'd')
 if not due or due == '' then return false end
 local step = redis.call('HGET', KEYS[1], 's')
@@ -73,11 +80,11 @@ if not claim or string.sub(claim, 1, string.find(claim, ' ', 1, true) - 1) ~= AR
 if redis.call('HGET', KEYS[1], 's') ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], 'c')
 redis.call('HSET', KEYS[1], 's', tostring(tonumber(ARGV[2]) + 1))
-if redis.call('HGET', KEYS[1], 'x') == 'open' and ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[1], 'd', ARGV[4])
+local state = redis.call('HGET', KEYS[1], 'x')
+redis.call('HSET', KEYS[1], 'd', state == 'resolved' and '' or ARGV[4])  -- an acked one keeps it for an undo
+if state == 'open' and ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'd', '')
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 return 1
@@ -211,8 +218,9 @@ class RedisEscalations:
     async def claim(
         self, fingerprint: str, step: int | None, now: float, owner: str, until: float, hurry: bool = False
     ) -> Timeline | None:
-        args = ["" if step is None else str(step), repr(float(now)), owner, repr(float(until)), "1" if hurry else "0"]
-        claimed = await self._claim(keys=list(self._keys(fingerprint)), args=args)
+        args = ["" if step is None else str(step), repr(float(now)), owner, repr(float(until)), "1" if hurry else "0",
+                fingerprint]  # fmt: skip
+        claimed = await self._claim(keys=[*self._keys(fingerprint), self._due], args=args)
         if not claimed:
             return None
         flat, events = claimed
