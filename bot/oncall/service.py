@@ -91,10 +91,6 @@ class OnCall:
         self.pager = Pager(settings, self.policies, escalations, overrides, contexts, subscriptions, budget, sender,
                            caller, audit, metrics)  # fmt: skip
 
-    @property
-    def configured(self) -> bool:
-        return bool(self.settings.schedules or self.settings.escalation)
-
     # --- schedules ------------------------------------------------------------------------------------
 
     def rotation(self, name: str) -> Rotation | None:
@@ -169,7 +165,11 @@ class OnCall:
                 taken.add(alert.fingerprint)
                 ended.append(Timeline(alert, timeline.policy, timeline.started, events=timeline.events))
         if started:
-            await self.run(started, step=0)
+            try:
+                await self.run(started, step=0)
+            except StoreUnavailable as exc:  # before anyone was paged, or part-way: broadcast rather than lose it
+                log.error("escalation state unavailable, broadcasting the alerts it could not page: %s", exc)
+                taken -= set(started)
         if ended:
             await self._tell_resolved(ended)
         return taken
