@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -38,6 +39,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from bot.config_keys import referenced_variables, unknown_keys, unknown_variables
+from bot.oncall.config import Route, Schedule, Step, check_members, check_routes, check_steps, lower_keys, user_names
 from bot.sms.numbers import known_region, normalise
 from bot.sms.privacy import mask_number, redact_numbers
 from intents.catalog import DEFAULT_SERVICES, Catalog
@@ -162,9 +164,13 @@ class Settings(BaseSettings):
     """The allowlist: number -> name and role. Keys in any usual format, held in E.164 (what Twilio sends)."""
     monitors: dict[str, dict[str, Any]] = Field(default_factory=lambda: _default_monitors())
     """A monitor is enabled by its section; the local host is the embedded default."""
-    schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
     """On-call rotations by name (`members`, `shift`, `handoff`, `timezone`); the names are what people
     text ("oncall payments"), so the parser's catalog takes them too."""
+    escalation: dict[str, list[Step]] = Field(default_factory=dict)
+    """Escalation policies by name: steps in order (bot/oncall/config.py). Without any, alerts are broadcast."""
+    routes: list[Route] = Field(default_factory=list)
+    """Which policy an alert follows, by its labels; unmatched alerts follow the policy named `default`."""
     public_url: str | None = None
 
     context_ttl_s: int = Field(900, ge=1)
@@ -281,6 +287,32 @@ class Settings(BaseSettings):
             seen[number] = position
             users[number] = user
         return users
+
+    @field_validator("schedules", "escalation", mode="before")
+    @classmethod
+    def _lowercase_names(cls, value: Any) -> Any:
+        return lower_keys(value)
+
+    @field_validator("schedules")
+    @classmethod
+    def _known_members(cls, value: dict[str, Schedule], info: ValidationInfo) -> dict[str, Schedule]:
+        if "users" in info.data:
+            check_members(value, user_names(u.name for u in info.data["users"].values()))
+        return value
+
+    @field_validator("escalation")
+    @classmethod
+    def _known_targets(cls, value: dict[str, list[Step]], info: ValidationInfo) -> dict[str, list[Step]]:
+        if "users" in info.data and "schedules" in info.data:
+            check_steps(value, info.data["schedules"], user_names(u.name for u in info.data["users"].values()))
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _known_policies(cls, value: list[Route], info: ValidationInfo) -> list[Route]:
+        if "escalation" in info.data:
+            check_routes(value, info.data["escalation"])
+        return value
 
     @field_validator("metrics")
     @classmethod
@@ -424,7 +456,10 @@ def catalog_settings(config_file: str | Path) -> Settings:
     """Settings from only the catalog keys of a config file (for the intent tools)."""
     try:
         data = yaml.safe_load(Path(config_file).read_text("utf-8")) or {}
-        return Settings(**{key: data[key] for key in CATALOG_KEYS if isinstance(data, dict) and key in data})
+        chosen = {key: data[key] for key in CATALOG_KEYS if isinstance(data, dict) and key in data}
+        # Schedules are checked for their shape only: their members name users this file's users: may not give.
+        schedules = TypeAdapter(dict[str, Schedule]).validate_python(lower_keys(chosen.pop("schedules", None) or {}))
+        return Settings(**chosen).model_copy(update={"schedules": schedules})
     except ValidationError as exc:
         raise ConfigError(f"invalid catalog in {config_file}: {describe(exc)}") from exc
     except (OSError, yaml.YAMLError) as exc:

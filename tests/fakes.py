@@ -106,6 +106,18 @@ class RecordingSender:
         return self.outcome or Delivery(mask_number(to), f"SM{len(self.sent):032x}", "queued", 1)
 
 
+@dataclass
+class RecordingCaller:
+    """A `Caller` that keeps the calls it was asked to place; answers `outcome` or an accepted Delivery."""
+
+    calls: list[tuple[str, str, str | None]] = field(default_factory=list)
+    outcome: Delivery | None = None
+
+    async def call(self, to: str, url: str, status_callback: str | None = None) -> Delivery:
+        self.calls.append((to, url, status_callback))
+        return self.outcome or Delivery(mask_number(to), f"CA{len(self.calls):032x}", "queued", 1)
+
+
 def in_memory_services(
     settings: Settings,
     monitors: MonitorRegistry | None = None,

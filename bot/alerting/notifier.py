@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from bot.alerting.model import AlertEvent, Changes, Notification
 from bot.alerting.recipients import RecipientRule, rules_from_users, wants
@@ -55,6 +56,14 @@ class Handled:
     held: int = 0
 
 
+class Escalations(Protocol):
+    """On-call paging (`bot.oncall.service.OnCall`): takes the alerts that follow an escalation policy."""
+
+    async def route(self, notification: Notification, changes: Changes) -> set[str]:
+        """Page for what follows a policy; the fingerprints it took, which the broadcast leaves out."""
+        ...
+
+
 class Notifier:
     def __init__(
         self,
@@ -68,8 +77,10 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         dedup: DedupStore | None = None,
         budget: BudgetStore | None = None,
+        escalations: Escalations | None = None,
     ) -> None:
         self.settings = settings
+        self.escalations = escalations
         self.book = book
         self.contexts = contexts
         self.subscriptions = subscriptions
@@ -102,6 +113,10 @@ class Notifier:
         except StoreUnavailable as exc:
             log.error("open alerts unavailable, texting the notification as it is: %s", exc)
             changes = Changes(firing=notification.firing, resolved=notification.resolved)
+        if self.escalations is not None and changes.worth_texting:
+            taken = await self.escalations.route(notification, changes)
+            changes = replace(changes, firing=tuple(a for a in changes.firing if a.fingerprint not in taken),
+                              resolved=tuple(a for a in changes.resolved if a.fingerprint not in taken))  # fmt: skip
         if not changes.worth_texting:
             return Handled()
         view = replace(notification, alerts=changes.firing + changes.resolved,

@@ -18,8 +18,11 @@ from bot.charts.renderer import ChartRenderer
 from bot.core.commands import default_registry
 from bot.core.conversation import Conversation
 from bot.core.services import Services
+from bot.db.audit import AuditWriter
 from bot.observability import Metrics
+from bot.oncall.service import OnCall
 from bot.settings import ConfigError, Settings
+from bot.sms.outbound import TwilioSender, build_sender
 from bot.state.memory.context import InMemoryContextStore
 from bot.state.memory.subscriptions import InMemorySubscriptions
 from bot.state.protocols import Stores, Subscriptions
@@ -36,6 +39,8 @@ class Runtime:
     client: httpx.AsyncClient
     services: Services
     conversation: Conversation
+    sender: TwilioSender | None = None
+    """Texts and calls the bot starts itself, through Twilio's REST API; None without Twilio credentials."""
 
     @property
     def monitors(self) -> MonitorRegistry:
@@ -60,6 +65,7 @@ async def open_runtime(
     subscriptions: Subscriptions | None = None,
     metrics: Metrics | None = None,
     media: bool = True,
+    audit: AuditWriter | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything a running bot shares; the client is closed on exit (unless it was given).
 
@@ -78,6 +84,13 @@ async def open_runtime(
             raise ConfigError(str(exc)) from exc
         state = stores if stores is not None else local_stores(settings)
         commands = default_registry()
+        chosen = subscriptions if subscriptions is not None else InMemorySubscriptions()
+        sender = build_sender(settings, http)
+        oncall = None
+        if settings.schedules or settings.escalation:
+            oncall = OnCall(settings, escalations=state.escalations, overrides=state.overrides, alerts=state.alerts,
+                            contexts=state.contexts, subscriptions=chosen, budget=state.budget, sender=sender,
+                            caller=sender, writer=monitors.alert_writer, audit=audit, metrics=metrics)  # fmt: skip
         services = Services(
             settings=settings,
             monitors=monitors,
@@ -85,16 +98,17 @@ async def open_runtime(
             health_cache=HealthCache(settings.health_cache_ttl_s),
             alerts=state.alerts,
             actions=state.actions,
-            subscriptions=subscriptions if subscriptions is not None else InMemorySubscriptions(),
+            subscriptions=chosen,
             pages=state.pages,
             media=state.media if media else None,
             charts=renderer,
             metrics=metrics,
+            oncall=oncall,
         )
         conversation = Conversation(parser or build_parser(settings), state.contexts, commands, services)
         await monitors.start()
         try:
-            yield Runtime(settings, http, services, conversation)
+            yield Runtime(settings, http, services, conversation, sender)
         finally:
             await monitors.stop()
     finally:

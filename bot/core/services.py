@@ -11,6 +11,7 @@ from typing import Protocol
 
 from bot.charts.renderer import ChartRenderer
 from bot.observability import Metrics
+from bot.oncall.service import OnCall
 from bot.settings import Settings
 from bot.state.protocols import ActionStore, AlertStore, MediaStore, PageStore, Subscriptions
 from intents.models import Intent
@@ -50,3 +51,5 @@ class Services:
     """Where charts wait for Twilio to fetch them; None sends charts as text (the terminal)."""
     charts: ChartRenderer | None = None
     metrics: Metrics | None = None
+    oncall: OnCall | None = None
+    """Schedules, overrides and escalations; None when no `schedules:` or `escalation:` is configured."""

@@ -39,9 +39,11 @@ from bot.dashboard.auth import (
     session_key,
     token_matches,
 )
+from bot.dashboard.oncall import on_call_page
 from bot.dashboard.queries import DashboardQueries, MessagePage, Overview
 from bot.db.database import DatabaseUnavailable
 from bot.settings import Settings
+from bot.state.protocols import StoreUnavailable
 from bot.web.body import bounded_body
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ def dashboard_router(settings: Settings) -> APIRouter:
     for path, endpoint, method in [
         (PREFIX, dashboard.overview, "GET"),
         (f"{PREFIX}/messages", dashboard.messages, "GET"),
+        (f"{PREFIX}/oncall", dashboard.oncall, "GET"),
         (LOGIN, dashboard.login_form, "GET"),
         (LOGIN, dashboard.login, "POST"),
         (f"{PREFIX}/logout", dashboard.logout, "POST"),
@@ -134,7 +137,7 @@ class Dashboard:
         env.filters["utc"] = _utc
         env.globals.update(bar_chart=svg.bar_chart, hourly_chart=svg.hourly_chart, health_strip=svg.health_strip)
         self.templates: dict[str, Template] = {
-            name: env.get_template(f"{name}.html") for name in ("login", "overview", "messages", "notice")
+            name: env.get_template(f"{name}.html") for name in ("login", "overview", "messages", "notice", "oncall")
         }
         self.css = (importlib.resources.files("bot.dashboard") / "static" / "dashboard.css").read_bytes()
 
@@ -168,6 +171,20 @@ class Dashboard:
             notice = str(exc)
         return self._render("messages", viewer, 200 if page else 503, page=page, page_number=page_number,
                             page_max=PAGE_MAX, notice=notice)  # fmt: skip
+
+    async def oncall(self, request: Request) -> Response:
+        viewer = self._viewer(request)
+        if isinstance(viewer, Response):
+            return viewer
+        runtime = getattr(request.app.state, "runtime", None)
+        service = runtime.services.oncall if runtime is not None else None
+        if service is None:
+            return self._render("oncall", viewer, 200, page=None, notice=None, configured=False)
+        try:
+            page = await on_call_page(service)
+        except StoreUnavailable as exc:
+            return self._render("oncall", viewer, 503, page=None, notice=str(exc), configured=True)
+        return self._render("oncall", viewer, 200, page=page, notice=None, configured=True)
 
     async def stylesheet(self, request: Request) -> Response:
         return Response(self.css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})

@@ -1,4 +1,5 @@
-"""Messages we start ourselves (late results of slow commands, alerts), sent through Twilio's REST API.
+"""Messages we start ourselves (late results of slow commands, alerts), sent through Twilio's REST API, and
+voice calls (on-call pages) through the same client.
 
 A reply to a text rides back in the webhook's TwiML; anything later has to be pushed. That goes
 through the official `twilio` client, so request shapes and error parsing stay Twilio's own, but
@@ -81,6 +82,12 @@ class Sender(Protocol):
     async def send(self, to: str, body: str, media_urls: Sequence[str] = ()) -> Delivery: ...
 
 
+class Caller(Protocol):
+    """Starts one voice call; never raises for a failure, the `Delivery` says what happened."""
+
+    async def call(self, to: str, url: str, status_callback: str | None = None) -> Delivery: ...
+
+
 @dataclass(frozen=True)
 class _Failure:
     reason: str
@@ -150,11 +157,34 @@ class TwilioSender:
 
     async def send(self, to: str, body: str, media_urls: Sequence[str] = ()) -> Delivery:
         """Send `body` (already folded and paged by the caller) to `to`, retrying what may pass next time."""
+
+        async def create() -> Any:
+            return await self._twilio.messages.create_async(
+                to=to, body=body, media_url=list(media_urls) or values.unset,
+                status_callback=self.status_callback or values.unset, **self._sender(),
+            )  # fmt: skip
+
+        return await self._deliver(to, create)
+
+    async def call(self, to: str, url: str, status_callback: str | None = None) -> Delivery:
+        """Ring `to`; Twilio fetches the call's TwiML from `url` (POST) when it is answered and reports how the
+        call ended to `status_callback`. Retried like a text (a lost answer may mean a second call: better
+        than none). The `Delivery`'s sid is the Call SID (`CA…`)."""
+
+        async def create() -> Any:
+            return await self._twilio.calls.create_async(
+                to=to, from_=self.from_number, url=url, method="POST",
+                status_callback=status_callback or values.unset, status_callback_method="POST",
+            )  # fmt: skip
+
+        return await self._deliver(to, create)
+
+    async def _deliver(self, to: str, create: Callable[[], Awaitable[Any]]) -> Delivery:
         masked = mask_number(to)
         attempt = 0
         while True:
             attempt += 1
-            outcome = await self._attempt(to, masked, body, media_urls, attempt)
+            outcome = await self._attempt(masked, create, attempt)
             if isinstance(outcome, Delivery):
                 log.info("Twilio accepted %s for %s (%s) after %d attempt(s)", outcome.sid, masked, outcome.status,
                          attempt)  # fmt: skip
@@ -167,15 +197,10 @@ class TwilioSender:
                      self.max_attempts, delay)  # fmt: skip
             await self._sleep(delay)
 
-    async def _attempt(
-        self, to: str, masked: str, body: str, media_urls: Sequence[str], attempt: int
-    ) -> Delivery | _Failure:
+    async def _attempt(self, masked: str, create: Callable[[], Awaitable[Any]], attempt: int) -> Delivery | _Failure:
         with self.http.capture() as captured:
             try:
-                message = await self._twilio.messages.create_async(
-                    to=to, body=body, media_url=list(media_urls) or values.unset,
-                    status_callback=self.status_callback or values.unset, **self._sender(),
-                )  # fmt: skip
+                resource = await create()
             except TwilioRestException as exc:
                 return _rest_failure(exc.status, exc.code, _twilio_text(exc.msg), captured)
             except TwilioServiceException as exc:
@@ -188,8 +213,8 @@ class TwilioSender:
                 # A 2xx Twilio's client could not parse: the message may well be queued, so no retry.
                 status = captured.responses[-1].status_code if captured.responses else None
                 return _Failure(f"unreadable answer from Twilio (HTTP {status})", False, code=status, status="unknown")
-        sid = message.sid if isinstance(message.sid, str) else None
-        status = message.status if isinstance(message.status, str) else "queued"
+        sid = resource.sid if isinstance(resource.sid, str) else None
+        status = resource.status if isinstance(resource.status, str) else "queued"
         return Delivery(masked, sid, status, attempt)
 
     def _sender(self) -> dict[str, Any]:

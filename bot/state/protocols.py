@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from bot.alerting.model import Changes, Done, Notification, OpenAlert, Proposal
+from bot.oncall.escalation import Event, Timeline
+from bot.oncall.schedules import Override
 from intents.models import Context
 
 DEDUP_TTL_S = 600.0
@@ -77,6 +79,67 @@ class ActionStore(Protocol):
     async def keep(self, user: str, done: Done) -> None: ...
 
     async def undoable(self, user: str) -> Done | None: ...
+
+
+class EscalationStore(Protocol):
+    """Escalation timelines by alert fingerprint (`bot.oncall.escalation`), with each step's run a claim:
+    of several runners (instances, the ticker and a command) one runs a step; a claim not completed within
+    its time lapses, and the next claim runs the rest of that step."""
+
+    async def start(self, timeline: Timeline) -> bool:
+        """Keep a new escalation; False when the alert has one that has not ended (a repeat)."""
+        ...
+
+    async def get(self, fingerprint: str) -> Timeline | None: ...
+
+    async def recent(self) -> list[Timeline]:
+        """Open escalations and those ended in the last day, oldest first."""
+        ...
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Fingerprints of open escalations whose next step is due at `now`, earliest first."""
+        ...
+
+    async def claim(
+        self, fingerprint: str, step: int | None, now: float, owner: str, until: float, hurry: bool = False
+    ) -> Timeline | None:
+        """The run of `step` (None: whichever is next) for `owner` until `until`, if the escalation is open, has a
+        step left, it is due (or `hurry`), and nobody else's claim is live; the timeline as claimed, else None."""
+        ...
+
+    async def record(self, fingerprint: str, event: Event) -> None: ...
+
+    async def complete(self, fingerprint: str, step: int, owner: str, due: float | None) -> bool:
+        """Step `step` has run: the next is due at `due` (None: nothing left). False if `owner` lost the claim."""
+        ...
+
+    async def ack(self, fingerprint: str, who: str, now: float) -> Timeline | None:
+        """Stop an open escalation; the stopped timeline, or None when there was nothing open to stop."""
+        ...
+
+    async def unack(self, fingerprint: str, now: float) -> bool:
+        """Reopen an acked escalation where it stood (an ack undone)."""
+        ...
+
+    async def resolve(self, fingerprint: str, now: float) -> Timeline | None:
+        """End an escalation (open or acked); the ended timeline, or None when it had ended already."""
+        ...
+
+    async def remember(self, key: str, value: str, ttl_s: float) -> None:
+        """A short note for later callbacks: which alerts a message or a call was about."""
+        ...
+
+    async def recall(self, key: str) -> str | None: ...
+
+
+class OverrideStore(Protocol):
+    """Who took a schedule's pager, from when to when (`take`)."""
+
+    async def add(self, override: Override) -> None: ...
+
+    async def current(self, schedule: str, now: float) -> list[Override]:
+        """The schedule's overrides that have not ended by `now`."""
+        ...
 
 
 class Lease(Protocol):
@@ -207,6 +270,8 @@ class Stores:
     actions: ActionStore
     rules_lease: Lease
     media: MediaStore
+    escalations: EscalationStore
+    overrides: OverrideStore
     shared: bool = False
     """True for Redis: several instances act as one."""
 

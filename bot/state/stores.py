@@ -18,6 +18,7 @@ def local_stores(settings: Settings) -> Stores:
     from bot.state.memory.lease import FileLease
     from bot.state.memory.limits import InMemoryIdempotency, InMemoryRateLimiter, LocalAdmission, TokenBuckets
     from bot.state.memory.media import InMemoryMediaStore
+    from bot.state.memory.oncall import InMemoryEscalations, InMemoryOverrides
     from bot.state.memory.pages import InMemoryPageStore
 
     limiter = InMemoryRateLimiter(
@@ -38,6 +39,8 @@ def local_stores(settings: Settings) -> Stores:
         actions=Actions(undo_window_s=settings.undo_window_s),
         rules_lease=FileLease(settings.rules_lock_path),
         media=InMemoryMediaStore(settings.media_ttl_s),
+        escalations=InMemoryEscalations(),
+        overrides=InMemoryOverrides(),
     )
 
 

@@ -31,13 +31,14 @@ from bot.db.history import History
 from bot.db.migrate import open_database
 from bot.db.subscriptions import SqlSubscriptions
 from bot.observability import Metrics, setup_logging
+from bot.oncall.ticker import ticking
 from bot.settings import Settings, load_settings
-from bot.sms.outbound import build_sender
 from bot.sms.replies import SmsReplies
 from bot.state.protocols import StoreUnavailable
 from bot.state.stores import open_stores
 from bot.web.alert_webhooks import AlertWebhooks
 from bot.web.security import WebhookSecurity
+from bot.web.voice import VoiceWebhook
 from bot.web.webhook import Webhook
 from monitors.resilience import fan_out
 
@@ -77,6 +78,13 @@ STATUS_SCHEMA: dict[str, Any] = {
         "type": "object", "properties": {"MessageSid": {"type": "string"}, "MessageStatus": {"type": "string"},
                                          "To": {"type": "string"}, "ErrorCode": {"type": "string"}}}}}},
 }  # fmt: skip
+VOICE_SCHEMA: dict[str, Any] = {
+    "parameters": [{"name": "t", "in": "query", "required": True, "schema": {"type": "string"}}],
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": {"CallSid": {"type": "string"}, "To": {"type": "string"},
+                                         "Digits": {"type": "string"}, "CallStatus": {"type": "string"}}}}}},
+}  # fmt: skip
+"""Twilio's voice requests (tests/fixtures/twilio/voice_*_params.txt); `t` names the call."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -92,8 +100,10 @@ def create_app(settings: Settings) -> FastAPI:
         subscriptions = SqlSubscriptions(database.engine)
         stores = await open_stores(settings)
         try:
-            async with open_runtime(settings, stores=stores, subscriptions=subscriptions, metrics=metrics) as runtime:
-                sender = build_sender(settings, runtime.client)
+            async with open_runtime(settings, stores=stores, subscriptions=subscriptions, metrics=metrics,
+                                    audit=audit) as runtime:  # fmt: skip
+                sender = runtime.sender
+                oncall = runtime.services.oncall
                 webhook = Webhook(
                     settings=settings,
                     security=security,
@@ -105,9 +115,10 @@ def create_app(settings: Settings) -> FastAPI:
                     audit=audit,
                     metrics=metrics,
                     sender=sender,
+                    delivery_failed=oncall.delivery_failed if oncall is not None else None,
                 )
                 notifier = Notifier(settings, stores.alerts, stores.contexts, subscriptions, sender, audit, metrics,
-                                    dedup=stores.dedup, budget=stores.budget)  # fmt: skip
+                                    dedup=stores.dedup, budget=stores.budget, escalations=oncall)  # fmt: skip
                 alerts = AlertWebhooks(settings, notifier)
                 app.state.webhook = webhook
                 app.state.alerts = alerts
@@ -115,16 +126,21 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.history = history
                 app.state.database = database
                 app.state.stores = stores
+                app.state.voice = None if oncall is None else VoiceWebhook(
+                    security, oncall, (settings.public_url or "").rstrip("/"), metrics)  # fmt: skip
                 rules = rules_running(settings, runtime.monitors, notifier.handle, lease=stores.rules_lease)
                 recording = health_recording(database, runtime.monitors, runtime.services.health_cache,
                     stores.rules_lease, interval_s=settings.health_sample_s,
                     deadline_s=settings.status_deadline_s)  # fmt: skip
-                async with rules, recording:
+                paging = ticking(oncall, stores.rules_lease) if oncall is not None else _nothing()
+                async with rules, recording, paging:
                     # Everything built so far (the parser's vocabularies, spaCy's tables) lives as long as the
                     # process: keep the cyclic garbage collector from walking it on every full collection.
                     gc.freeze()
                     yield
                 await alerts.drain()
+                if app.state.voice is not None:
+                    await app.state.voice.drain()
                 await webhook.drain()
         finally:
             await stores.close()
@@ -150,11 +166,28 @@ def create_app(settings: Settings) -> FastAPI:
         webhook: Webhook = request.app.state.webhook
         return await webhook.status_callback(request)
 
+    async def voice(request: Request) -> Response:
+        return await _voice(request, "answer")
+
+    async def voice_gather(request: Request) -> Response:
+        return await _voice(request, "gather")
+
+    async def voice_status(request: Request) -> Response:
+        return await _voice(request, "status")
+
     for path, endpoint, summary, schema in [
         ("/sms", sms, "Twilio incoming-message webhook", SMS_SCHEMA),
         ("/webhooks/alertmanager", alertmanager_webhook, "Alertmanager webhook (version 4)", ALERT_SCHEMA),
         ("/webhooks/datadog", datadog_webhook, "Datadog webhook", ALERT_SCHEMA),
         ("/twilio/status", twilio_status, "Twilio message status callback", STATUS_SCHEMA),
+        ("/twilio/voice", voice, "Twilio voice webhook: an on-call call was answered", VOICE_SCHEMA),
+        (
+            "/twilio/voice/gather",
+            voice_gather,
+            "Twilio voice webhook: a key pressed during an on-call call",
+            VOICE_SCHEMA,
+        ),
+        ("/twilio/voice/status", voice_status, "Twilio call status callback", VOICE_SCHEMA),
     ]:
         app.router.add_api_route(path, endpoint, methods=["POST"], response_class=Response, summary=summary,
                                  openapi_extra=schema, route_class_override=_WebhookRoute)  # fmt: skip
@@ -181,6 +214,21 @@ def create_app(settings: Settings) -> FastAPI:
         return {"service": "Operator", "version": VERSION, "sms_webhook": "/sms", "docs": "README.md"}
 
     return app
+
+
+async def _voice(request: Request, what: str) -> Response:
+    """The voice webhooks exist only with on-call paging configured; otherwise they are 404s."""
+    voice: VoiceWebhook | None = request.app.state.voice
+    if voice is None:
+        return Response(status_code=404)
+    if what == "answer":
+        return await voice.answer(request)
+    return await (voice.gather(request) if what == "gather" else voice.status(request))
+
+
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield None
 
 
 class _WebhookRoute(APIRoute):

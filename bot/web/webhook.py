@@ -68,6 +68,9 @@ class Webhook:
     metrics: Metrics
     sender: Sender | None
     background: Background = field(default_factory=Background)
+    delivery_failed: Callable[[str, str, str], Awaitable[object]] | None = None
+    """Told (MessageSid, status, error code) when Twilio reports a text failed or undelivered: an on-call page's
+    escalation moves to its next step at once."""
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -231,7 +234,17 @@ class Webhook:
         self.audit.add(make_entry(fields.get("To", ""), "out", "", intent="status", outcome=status,
                                   message_sid=fields.get("MessageSid") or None,
                                   detail=f"error {error}" if error else None, segments=0))  # fmt: skip
+        sid = fields.get("MessageSid", "")
+        if self.delivery_failed is not None and sid and status in ("failed", "undelivered"):
+            self.background.spawn(self._failed(sid, status, error))
         return Response(status_code=204)
+
+    async def _failed(self, sid: str, status: str, error: str) -> None:
+        assert self.delivery_failed is not None
+        try:
+            await self.delivery_failed(sid, status, error)
+        except Exception as exc:  # a background task's outermost frame: log the kind, keep serving
+            log.error("a failed delivery was not acted on: %s", type(exc).__name__)
 
     async def drain(self) -> None:
         """Wait for deferred answers still being sent, then for their history (at shutdown; in tests)."""

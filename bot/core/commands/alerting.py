@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from bot.alerting.model import AlertEvent, Notification, Severity
 from bot.alerting.texts import LABEL_LIMIT, alert_name, clean, label_value
 from bot.core.commands.registry import Answer, Request, command
-from bot.state.protocols import SubscriptionsUnavailable
+from bot.state.protocols import StoreUnavailable, SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import Source, seconds_of
 from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
@@ -130,7 +130,22 @@ async def ack(request: Request) -> Answer:
     if acked is None:
         return Answer(f"{target.description} is not open here (already resolved?).")
     await actions.done(request.user, "ack", target.fingerprint, target.description)
-    return Answer(f"Acked {target.description} for {who}. Its repeats won't text again. (undo within 5 min)")
+    paging = await _stop_paging(request, target.fingerprint, who)
+    return Answer(f"Acked {target.description} for {who}. Its repeats won't text again. (undo within 5 min){paging}")
+
+
+async def _stop_paging(request: Request, fingerprint: str, who: str) -> str:
+    """An ack stops the alert's escalation (if it has one) and tells the others already paged who took it."""
+    oncall = request.services.oncall
+    if oncall is None:
+        return ""
+    try:
+        told = await oncall.acked(fingerprint, who, request.user)
+    except StoreUnavailable:
+        return " (Paging state is unavailable: the escalation may go on.)"
+    if told is None:
+        return ""
+    return f" Paging stopped; told {', '.join(told)}." if told else " Paging stopped."
 
 
 @command("silence", role="operator", usage="silence <number|alert> <duration>")
@@ -211,7 +226,13 @@ async def undo(request: Request) -> Answer:
     if done.kind == "ack":
         book = request.services.alerts
         await book.unack(done.fingerprint)
-        return Answer(f"Ack of {done.description} undone.")
+        resumed = ""
+        if request.services.oncall is not None:
+            try:
+                resumed = " Paging resumes." if await request.services.oncall.unacked(done.fingerprint) else ""
+            except StoreUnavailable:
+                resumed = " (Paging state is unavailable: the escalation stays stopped.)"
+        return Answer(f"Ack of {done.description} undone.{resumed}")
     writer = _writer(request)
     if writer is None or done.silence_id is None:
         return Answer("No alertmanager is configured, so the silence cannot be lifted.")

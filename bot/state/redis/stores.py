@@ -18,6 +18,7 @@ from bot.state.redis.conversation import RedisContextStore, RedisPageStore
 from bot.state.redis.lease import RedisLease, lease_ttl_s
 from bot.state.redis.limits import RedisAdmission, RedisIdempotency, RedisRateLimiter
 from bot.state.redis.media import RedisMediaStore
+from bot.state.redis.oncall import RedisEscalations, RedisOverrides
 
 
 @dataclass
@@ -74,5 +75,7 @@ async def open_redis_stores(url: str, settings: Settings, *, prefix: str = DEFAU
         actions=RedisActions(client, undo_window_s=settings.undo_window_s, prefix=prefix),
         rules_lease=RedisLease(client, "rules", lease_ttl_s(settings.rules_interval_s), prefix=prefix),
         media=RedisMediaStore(client, settings.media_ttl_s, prefix=prefix),
+        escalations=RedisEscalations(client, prefix=prefix),
+        overrides=RedisOverrides(client, prefix=prefix),
         client=client,
     )
