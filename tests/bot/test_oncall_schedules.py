@@ -245,7 +245,7 @@ def test_without_a_default_policy_unrouted_alerts_are_broadcast(tmp_path: Path) 
         pytest.param("schedules: {p: {members: [alice, alice], shift: 1d, handoff: '2026-01-05 09:00'}}",
                      "alice listed twice", id="member-twice"),
         pytest.param("schedules: {p: {members: [alice], shift: 1d, handoff: '2026-01-05 09:00', shfit: 2d}}",
-                     "schedules.p.shfit: Extra inputs are not permitted", id="unknown-key"),
+                     "schedules.p.shfit: unknown (did you mean shift?)", id="unknown-key"),
         pytest.param("escalation: {default: [{notify: payments}]}",
                      "default step 1 (notify): 'payments' is neither a schedule nor a user", id="unknown-target"),
         pytest.param("escalation: {default: [{call: [alice, dave]}]}",
