@@ -357,6 +357,7 @@ BLIND_SEVEN = [
     ("how do i get to the office from the train station", ""),
     ("how do i silence an alert", "help silence"),
     ("cpi checkout", "metrics cpu service=checkout"),  # a three-letter slip no typo rule touches
+    ("i will take payments for the rest of the shift", "take payments"),  # "the rest" of a shift, not of a reply
 ]
 """What the seventh blind set (written from the contract alone, scored before tuning) found."""
 
