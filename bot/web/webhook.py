@@ -31,7 +31,7 @@ from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
 from bot.state.protocols import Idempotency, RateLimiter, ReplyPending, StoreUnavailable, Verdict
 from bot.web.background import Background
-from bot.web.body import bounded_body
+from bot.web.body import bounded_body, hang_ups_answered
 from bot.web.security import WebhookSecurity
 from bot.web.twiml import TWIML, twiml
 
@@ -60,6 +60,7 @@ class Webhook:
     sender: Sender | None
     background: Background = field(default_factory=Background)
 
+    @hang_ups_answered
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
         body = await bounded_body(request, MAX_BODY)
@@ -187,6 +188,7 @@ class Webhook:
             segments=segment_count(reply) if reply else 0,
         ))  # fmt: skip
 
+    @hang_ups_answered
     async def status_callback(self, request: Request) -> Response:
         """Twilio's report on a message the bot sent (delivered, failed …), signed like the SMS webhook."""
         body = await bounded_body(request, MAX_BODY)
