@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
@@ -87,8 +88,9 @@ class Gate:
     """One worker's count of connections still sending headers, by client address, and its report of the
     connections it closed early."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
+        self.clock = clock
         self.pending: dict[str, int] = {}
         self.closed: Counter[str] = Counter()
         self._reported_at: float | None = None
@@ -114,7 +116,7 @@ class Gate:
     def note(self, reason: str) -> None:
         """Count a connection closed early; log the counts when the last report is a minute old."""
         self.closed[reason] += 1
-        now = time.monotonic()
+        now = self.clock()
         if self._reported_at is None or now - self._reported_at >= REPORT_EVERY_S:
             self._reported_at = now
             counts = ", ".join(f"{count} {why}" for why, count in self.closed.most_common())

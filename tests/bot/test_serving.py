@@ -239,11 +239,10 @@ def test_connections_closed_early_make_one_log_line(caplog: pytest.LogCaptureFix
     assert lines == ["closed connections early (since the last report): 1 over max_header_bytes"]
 
 
-def test_the_gate_reports_counts_once_a_minute(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_gate_reports_counts_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="bot.web.connections")
     now = [1000.0]
-    monkeypatch.setattr("bot.web.connections.time.monotonic", lambda: now[0])
-    gate = Gate(Limits())
+    gate = Gate(Limits(), clock=lambda: now[0])
     for reason in ["header timeout"] + ["over max_pending_per_address"] * 5 + ["body timeout"]:
         gate.note(reason)
     now[0] += REPORT_EVERY_S
