@@ -160,6 +160,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if not isinstance(config, BoundedConfig):
             raise TypeError("BoundedHttpProtocol needs a BoundedConfig (its limits and gate)")
         self.limits = config.limits
+        self.max_header_bytes = config.limits.max_header_bytes
         self.gate = config.gate
         self.address = ""
         self.phase = _HEAD
@@ -195,7 +196,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self.refused:
             return  # a refused request's rest, read and dropped until the connection closes
         completed = self.completed
-        limit = self.limits.max_header_bytes
+        limit = self.max_header_bytes
         while data:
             if self.phase == _BODY:  # bodies are bounded by the endpoints that read them (bot.web.body)
                 piece, data = data, b""
@@ -216,7 +217,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 self.head_bytes = 0
             else:
                 self.head_bytes += len(piece)  # blank lines between requests
-        self._rearm(completed)
+        if self.phase == _IDLE and self.completed != completed:  # the usual case: whole requests, nothing more
+            if self.timer is not None:
+                self._disarm()  # uvicorn's keep-alive timeout takes over once the response is sent
+        else:
+            self._rearm()
 
     # --- parser callbacks ----------------------------------------------------------------------------
 
@@ -224,11 +229,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.began += 1
         self.phase = _HEAD
-        self._set_pending(True)
+        if not self.pending:
+            self._set_pending(True)
 
     def on_headers_complete(self) -> None:
         self.phase = _BODY
-        self._set_pending(False)
+        if self.pending:
+            self._set_pending(False)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -243,16 +250,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # --- timers --------------------------------------------------------------------------------------
 
-    def _rearm(self, completed: int) -> None:
-        """After a read: the timer for the phase the connection is in now, if the request is incomplete."""
+    def _rearm(self) -> None:
+        """After a read that left a request incomplete (or sent only blank lines): the timer for its phase."""
         if self.phase == _BODY:
             if self.timer_phase != _BODY:
                 self._arm(_BODY)
         elif self.phase == _HEAD:
             if self.timer_phase != _HEAD:
                 self._arm(_HEAD)  # from this request's first byte (the first request's: from the opening)
-        elif self.completed != completed:
-            self._disarm()  # a request is complete and nothing of the next one has come: uvicorn's keep-alive
         elif self.timer is None:
             self._arm(_HEAD)  # bytes between requests that start none (blank lines): a request is coming
 
