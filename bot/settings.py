@@ -225,6 +225,18 @@ class Settings(BaseSettings):
     """How long a dashboard login lasts (12 hours)."""
     health_sample_s: float = Field(60.0, ge=5)
     """How often backend health is recorded for the dashboard's health history."""
+    max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    """Request line and headers of one request, at most; past it the answer is 431 and the connection closes."""
+    header_timeout_s: float = Field(10.0, gt=0, le=300)
+    """A request's headers must be complete this long after the connection opens (or its next request starts)."""
+    body_timeout_s: float = Field(10.0, gt=0, le=300)
+    """A request's body must be complete this long after its headers."""
+    keep_alive_timeout_s: int = Field(5, ge=1, le=300)
+    """An idle keep-alive connection is closed after this long (keep a reverse proxy's own idle time shorter)."""
+    max_pending_per_address: int = Field(64, ge=1)
+    """Connections one client address may hold open while still sending headers; more are closed at once."""
+    max_connections: int = Field(4096, ge=16)
+    """Open connections per worker in all; more are closed at once (the open-file limit is raised to fit)."""
 
     twilio_account_sid: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"))
     twilio_auth_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"))

@@ -49,6 +49,7 @@ def _parser(config_file: Path | None) -> Parser:
 
 
 @click.group()
+@click.version_option(package_name="operator-sms", prog_name="operator", message="%(prog)s %(version)s")
 def main() -> None:
     """Operator: an SMS assistant for on-call engineers."""
 
@@ -124,7 +125,9 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, dev: boo
     """Run the SMS webhook (POST /sms) with uvicorn."""
     import os
 
+    from bot.observability import setup_logging
     from bot.web.app import create_app
+    from bot.web.connections import Limits
     from bot.web.serving import serve as run_server
 
     if config_file is not None:
@@ -146,11 +149,13 @@ def serve(config_file: Path | None, host: str, port: int, workers: int, dev: boo
         click.echo(f"Dev mode: unsigned texts accepted on {host} only; rate limit {settings.rate_burst} texts at once, "
                    f"{settings.rate_per_minute:g} a minute per number (looser than in production, for a local trial).",
                    err=True)  # fmt: skip
+    setup_logging(settings.log_json, settings.log_level)  # the supervisor's own lines (workers set theirs)
     run_server(
         "bot.web.app:app_from_environment",
         host=host,
         port=port,
         workers=workers,
+        limits=Limits.from_settings(settings),
         proxy_headers=False,
         server_header=False,
         log_level="warning",

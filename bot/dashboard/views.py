@@ -44,7 +44,7 @@ from bot.dashboard.queries import DashboardQueries, MessagePage, Overview
 from bot.db.database import DatabaseUnavailable
 from bot.settings import Settings
 from bot.state.protocols import StoreUnavailable
-from bot.web.body import bounded_body
+from bot.web.body import bounded_body, hang_ups_answered
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class _SecuredRoute(APIRoute):
     """Adds the security headers to every response of a dashboard route (the stylesheet may be cached)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        handler = hang_ups_answered(super().get_route_handler())
 
         async def secured(request: Request) -> Response:
             response = await handler(request)

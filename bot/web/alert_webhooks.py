@@ -21,7 +21,7 @@ from bot.alerting.notifier import Notifier
 from bot.alerting.sources import MAX_BODY_BYTES, BadPayload, parse_alertmanager, parse_datadog
 from bot.settings import Settings
 from bot.web.background import Background
-from bot.web.body import bounded_body
+from bot.web.body import bounded_body, hang_ups_answered
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class AlertWebhooks:
     async def datadog(self, request: Request) -> Response:
         return await self._receive(request, self._datadog_allowed(request), parse_datadog, "datadog")
 
+    @hang_ups_answered
     async def _receive(
         self, request: Request, allowed: bool, parse: Callable[[bytes], Notification], source: str
     ) -> Response:

@@ -33,7 +33,7 @@ from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
 from bot.state.protocols import Admission, Idempotency, ReplyPending, StoreUnavailable, Verdict
 from bot.web.background import Background
-from bot.web.body import bounded_body
+from bot.web.body import bounded_body, hang_ups_answered
 from bot.web.security import WebhookSecurity
 from bot.web.twiml import TWIML, twiml
 from intents.durations import format_duration
@@ -72,6 +72,7 @@ class Webhook:
     """Told (MessageSid, status, error code) when Twilio reports a text failed or undelivered: an on-call page's
     escalation moves to its next step at once."""
 
+    @hang_ups_answered
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
         body = await bounded_body(request, MAX_BODY)
@@ -213,6 +214,7 @@ class Webhook:
         (outcome `replied`), so the history and the dashboard's "texts sent" count it."""
         await self._record(number, page, intent, command, REPLIED, started, page, direction="out")
 
+    @hang_ups_answered
     async def status_callback(self, request: Request) -> Response:
         """Twilio's report on a message the bot sent (delivered, failed …), signed like the SMS webhook."""
         body = await bounded_body(request, MAX_BODY)
