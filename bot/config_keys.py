@@ -1,4 +1,5 @@
-"""Keys of the config file and OPERATOR_* variables that no setting reads, named with the closest valid one.
+"""Keys of the config file: secrets refused there, and keys or OPERATOR_* variables that no setting reads,
+named with the closest valid one.
 
 `load_settings` refuses them at start: "unknown key monitrs (did you mean monitors?)", "unknown
 environment variable OPERATOR_RATE_BURTS (did you mean OPERATOR_RATE_BURST?)". Nested keys (a user's
@@ -9,8 +10,10 @@ entry, a metric, a monitor's section) are the models' own business (`extra="forb
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import AliasChoices, BaseModel
 
 from monitors.keys import closest
@@ -77,3 +80,41 @@ def referenced_variables(data: Mapping[str, Any]) -> set[str]:
 def _unknown(what: str, word: str, valid: Collection[str]) -> str:
     guess = closest(word, valid)
     return what + (f" (did you mean {guess}?)" if guess else "")
+
+
+SECRET_KEYS = frozenset(
+    {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
+     "new_relic_api_key", "twilio_messaging_service_sid",
+     "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
+     "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token", "dashboard_token",
+     "dashboard_secret", "operator_dashboard_token", "operator_dashboard_secret"}
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which file and key."""
+
+
+def secret_keys(data: Any, prefix: str = "") -> set[str]:
+    """Secret-looking keys anywhere in the file (a monitor's `api_key` too), as dotted paths."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            if str(key).lower() in SECRET_KEYS:
+                found.add(path)
+            found |= secret_keys(value, f"{path}.")
+    return found
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys")
+    secrets = sorted(secret_keys(data))
+    if secrets:
+        raise ConfigError(f"config file {path} holds secrets ({', '.join(secrets)}); set them in the environment")
+    return data

@@ -38,7 +38,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from bot.config_keys import referenced_variables, unknown_keys, unknown_variables
+from bot.config_keys import ConfigError as ConfigError
+from bot.config_keys import read_config, referenced_variables, unknown_keys, unknown_variables
 from bot.oncall.config import Route, Schedule, Step, check_members, check_routes, check_steps, lower_keys, user_names
 from bot.sms.numbers import known_region, normalise
 from bot.sms.privacy import mask_number, redact_numbers
@@ -59,14 +60,6 @@ DEFAULT_METRICS: dict[str, str] = {
     "up": 'min(up{service="{service}"})',
 }
 """Built-in metric aliases (the contract requires these seven); `{service}` is a label value."""
-
-SECRET_KEYS = frozenset(
-    {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
-     "new_relic_api_key", "twilio_messaging_service_sid",
-     "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
-     "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token", "dashboard_token",
-     "dashboard_secret", "operator_dashboard_token", "operator_dashboard_secret"}
-)  # fmt: skip
 
 
 def _default_metrics() -> dict[str, str | MetricSpec]:
@@ -394,10 +387,6 @@ class Settings(BaseSettings):
         )
 
 
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which file and key."""
-
-
 class _MappingEnvSource(EnvSettingsSource):
     """The environment source, reading a given mapping instead of `os.environ` (tests inject one)."""
 
@@ -476,28 +465,3 @@ def catalog_settings(config_file: str | Path) -> Settings:
         raise ConfigError(f"invalid catalog in {config_file}: {describe(exc)}") from exc
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the catalog from {config_file}: {exc}") from exc
-
-
-def _secret_keys(data: Any, prefix: str = "") -> set[str]:
-    """Secret-looking keys anywhere in the file (a monitor's `api_key` too), as dotted paths."""
-    found: set[str] = set()
-    if isinstance(data, dict):
-        for key, value in data.items():
-            path = f"{prefix}{key}"
-            if str(key).lower() in SECRET_KEYS:
-                found.add(path)
-            found |= _secret_keys(value, f"{path}.")
-    return found
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys")
-    secrets = sorted(_secret_keys(data))
-    if secrets:
-        raise ConfigError(f"config file {path} holds secrets ({', '.join(secrets)}); set them in the environment")
-    return data
