@@ -78,7 +78,11 @@ class Alertmanager:
     ) -> None:
         self.name = name
         self.timeout_s = config.timeout_s
-        self.http = HttpBackend(self.display, client, config.url, config.timeout_s, headers, _error_reason)
+        self.http = HttpBackend(self.display, client, config.url, config.timeout_s, headers, self._reason)
+
+    def _reason(self, body: Any) -> str | None:
+        """The backend's own short reason in an error answer."""
+        return _error_reason(body)
 
     async def health(self) -> Health:
         status, _ = await self.http.request("GET", "/-/ready", ok=(200, 503))
@@ -130,12 +134,18 @@ class Alertmanager:
         if status == 500:
             # 0.25 answers an unknown id with 500 and the JSON string "silence not found"; later versions
             # (and Grafana's) refuse to expire an expired silence with 500 "silence … already expired".
-            reason = _reason_of(body)
+            reason = self._reason_of(body)
             if reason and "already expired" in reason:
                 return
             if reason and "not found" in reason:
                 raise BackendQueryError(self.display, reason)
             raise BackendError(self.display, "HTTP 500")
+
+    def _reason_of(self, body: bytes) -> str | None:
+        try:
+            return self._reason(json.loads(body))
+        except ValueError:
+            return None
 
     async def silences(self) -> list[dict[str, Any]]:
         """Every silence Alertmanager still keeps (active, pending and recently expired), as it sends them."""
@@ -183,7 +193,7 @@ def format_alerts(result: AlertList, now: float) -> str:
     footer = FOOTER if silenced < len(alerts) else ""
     lines = [_line(number, alert, now, mark=state == "all") for number, alert in enumerate(alerts, 1)]
     if len(alerts) == 1 and alerts[0].summary:
-        lines[0] += f": {safe(alerts[0].summary, 60)}"
+        lines[0] += f": {safe(scrub(alerts[0].summary), 60)}"  # a runbook or dashboard link stays out
     shown = _fitting(lines, budget=MAX_REPLY - len(head) - len(footer) - len(" +NN more") - 3)
     more = len(alerts) - len(shown)
     tail = [f"+{more} more"] if more else []
@@ -230,13 +240,6 @@ def _shortened(value: str, is_address: bool) -> str:
     if _SCHEME.match(value):
         value, is_address = re.split(r"[/?#]", _SCHEME.sub("", value), maxsplit=1)[0], True
     return (_PORT.sub("", value) if is_address else value) or value
-
-
-def _reason_of(body: bytes) -> str | None:
-    try:
-        return _error_reason(json.loads(body))
-    except ValueError:
-        return None
 
 
 def _list(display: str, answer: Any) -> list[Any]:

@@ -44,9 +44,17 @@ class Grafana(Alertmanager):
     silence_created = (200, 202)
 
     def __init__(self, name: str, config: GrafanaConfig, client: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
-        token = secrets.get(TOKEN_SETTING, "").strip()
-        self.missing = () if token else (TOKEN_ENV,)
-        super().__init__(name, config, client, {"Authorization": f"Bearer {token}"} if token else None)
+        self._token = secrets.get(TOKEN_SETTING, "").strip()
+        self.missing = () if self._token else (TOKEN_ENV,)
+        super().__init__(name, config, client, {"Authorization": f"Bearer {self._token}"} if self._token else None)
+
+    def _reason(self, body: Any) -> str | None:
+        """Grafana's `{"message": …}`, the token taken out before anything is cut or shown."""
+        if self._token and isinstance(body, dict) and isinstance(body.get("message"), str):
+            body = {**body, "message": body["message"].replace(self._token, "<token>")}
+        elif self._token and isinstance(body, str):
+            body = body.replace(self._token, "<token>")
+        return super()._reason(body)
 
     async def health(self) -> Health:
         if self.missing:
