@@ -84,7 +84,7 @@ def _unknown(what: str, word: str, valid: Collection[str]) -> str:
 
 SECRET_KEYS = frozenset(
     {"twilio_auth_token", "twilio_account_sid", "datadog_api_key", "datadog_app_key", "webhook_token",
-     "new_relic_api_key", "twilio_messaging_service_sid",
+     "new_relic_api_key", "twilio_messaging_service_sid", "grafana_token",
      "operator_webhook_token", "pgbouncer_password", "password", "api_key", "app_key", "token", "secret",
      "aws_secret_access_key", "elasticsearch_api_key", "kong_admin_token", "admin_token", "dashboard_token",
      "dashboard_secret", "operator_dashboard_token", "operator_dashboard_secret"}

@@ -199,7 +199,7 @@ class Settings(BaseSettings):
     undo_window_s: float = Field(300.0, gt=0)
     """How long "undo" can reverse a silence or an ack."""
     datadog_webhook_header: str = "X-Operator-Secret"
-    """The header Datadog's webhook must carry with OPERATOR_WEBHOOK_TOKEN (set it in the webhook's custom headers)."""
+    """The header Datadog's webhook (and New Relic's, unless it sends a bearer token) carries the webhook token in."""
     status_deadline_s: float = Field(8.0, gt=0, le=14)
     """`status` answers by then with whatever backends have answered (Twilio waits 15 s)."""
     health_cache_ttl_s: float = Field(10.0, ge=0)
@@ -242,6 +242,8 @@ class Settings(BaseSettings):
     datadog_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_API_KEY"))
     datadog_app_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DATADOG_APP_KEY"))
     new_relic_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("NEW_RELIC_API_KEY"))
+    grafana_token: SecretStr | None = Field(None, validation_alias=AliasChoices("GRAFANA_TOKEN"))
+    """A Grafana service-account token: the `grafana` monitor's alerts and silences."""
     twilio_messaging_service_sid: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TWILIO_MESSAGING_SERVICE_SID")
     )
@@ -364,6 +366,7 @@ class Settings(BaseSettings):
             "datadog_api_key": self.datadog_api_key,
             "datadog_app_key": self.datadog_app_key,
             "new_relic_api_key": self.new_relic_api_key,
+            "grafana_token": self.grafana_token,
             "pgbouncer_password": self.pgbouncer_password,
             "elasticsearch_api_key": self.elasticsearch_api_key,
             "kong_admin_token": self.kong_admin_token,

@@ -51,6 +51,7 @@ DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
     "alertmanager": ("alertmanager", "alert manager", "alertmgr", "alert-manager"),
     "datadog": ("datadog", "data dog", "dd"),
     "newrelic": ("newrelic", "new relic"),
+    "grafana": ("grafana",),
     "logs": ("logs", "log backend", "logging", "log store", "log pipeline", "kibana"),
     "database": ("database", "databases", "db", "dbs", "postgres", "postgresql", "pg", "psql", "db server",
                  "database server", "pooler"),
@@ -255,6 +256,7 @@ class Catalog:
 
 _BACKEND_SYSTEM = {
     "prometheus": "prometheus", "alertmanager": "alertmanager", "datadog": "datadog", "newrelic": "newrelic",
+    "grafana": "grafana",
     "loki": "logs", "elasticsearch": "logs", "cloudwatch": "logs", "pgbouncer": "database", "postgres": "database",
     "kong": "gateway", "apigateway": "gateway", "host": "host",
 }  # fmt: skip

@@ -3,6 +3,9 @@
 The list is numbered for replies ("ack 2"), so its order must not depend on how Alertmanager
 happens to return alerts: grouped by alert name, oldest first. A silence matches every label of
 the alert it was made from, so it mutes that alert and nothing else.
+
+The class speaks Alertmanager's v2 API under `api` with the headers it is given; Grafana's own
+Alertmanager serves the same API under another prefix, behind a token (`monitors.grafana`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitors.base import Alert, AlertList, AlertQuery, Health, Kind, Query, Result
 from monitors.errors import BackendError, BackendQueryError, BadBackendResponse, scrub
 from monitors.formatting import duration, safe
-from monitors.http import HttpBackend, dig
+from monitors.http import HttpBackend, dig, parse_json
 from monitors.registry import BuildContext
 
 STATES = ("firing", "silenced", "all")
@@ -65,11 +68,21 @@ class Alertmanager:
     display = "Alertmanager"
     system = "alertmanager"
     kinds = frozenset({Kind.ALERTS})
+    api = "/api/v2"
+    """Where the v2 API is, under the configured URL."""
+    silence_created: tuple[int, ...] = (200,)
+    """The statuses that answer a created silence (Grafana's is 202)."""
 
-    def __init__(self, name: str, config: AlertmanagerConfig, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, name: str, config: AlertmanagerConfig, client: httpx.AsyncClient, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self.timeout_s = config.timeout_s
-        self.http = HttpBackend(self.display, client, config.url, config.timeout_s, error_reason=_error_reason)
+        self.http = HttpBackend(self.display, client, config.url, config.timeout_s, headers, self._reason)
+
+    def _reason(self, body: Any) -> str | None:
+        """The backend's own short reason in an error answer."""
+        return _error_reason(body)
 
     async def health(self) -> Health:
         status, _ = await self.http.request("GET", "/-/ready", ok=(200, 503))
@@ -81,7 +94,7 @@ class Alertmanager:
         state = (request.state or "firing").lower()
         if state not in FILTERS:
             raise BackendQueryError(self.display, f"state must be one of {', '.join(STATES)}")
-        answer = await self.http.get_json("/api/v2/alerts", params=FILTERS[state])
+        answer = await self.http.get_json(f"{self.api}/alerts", params=FILTERS[state])
         alerts = [self._alert(item) for item in _list(self.display, answer)]
         return AlertList(request, tuple(sorted(alerts, key=_order)))
 
@@ -106,7 +119,8 @@ class Alertmanager:
             "createdBy": created_by,
             "comment": comment,
         }
-        answer = await self.http.post_json("/api/v2/silences", body)
+        _, raw = await self.http.request("POST", f"{self.api}/silences", json_body=body, ok=self.silence_created)
+        answer = parse_json(self.display, raw)
         silence_id = dig(self.display, answer, "silenceID", kind=str)
         if not _UUID.fullmatch(silence_id):
             raise BadBackendResponse(self.display, "odd silence id")
@@ -116,17 +130,26 @@ class Alertmanager:
         """Ends a silence now; ending one that has already ended is not an error."""
         if not _UUID.fullmatch(silence_id):
             raise BackendQueryError(self.display, "not a silence id")
-        status, body = await self.http.request("DELETE", f"/api/v2/silence/{silence_id}", ok=(200, 500))
+        status, body = await self.http.request("DELETE", f"{self.api}/silence/{silence_id}", ok=(200, 500))
         if status == 500:
-            # 0.25 answers an unknown id with 500 and the JSON string "silence not found".
-            reason = _reason_of(body)
+            # 0.25 answers an unknown id with 500 and the JSON string "silence not found"; later versions
+            # (and Grafana's) refuse to expire an expired silence with 500 "silence … already expired".
+            reason = self._reason_of(body)
+            if reason and "already expired" in reason:
+                return
             if reason and "not found" in reason:
                 raise BackendQueryError(self.display, reason)
             raise BackendError(self.display, "HTTP 500")
 
+    def _reason_of(self, body: bytes) -> str | None:
+        try:
+            return self._reason(json.loads(body))
+        except ValueError:
+            return None
+
     async def silences(self) -> list[dict[str, Any]]:
         """Every silence Alertmanager still keeps (active, pending and recently expired), as it sends them."""
-        answer = await self.http.get_json("/api/v2/silences")
+        answer = await self.http.get_json(f"{self.api}/silences")
         items = _list(self.display, answer)
         if not all(isinstance(item, dict) for item in items):
             raise BadBackendResponse(self.display, "silence is not an object")
@@ -170,7 +193,7 @@ def format_alerts(result: AlertList, now: float) -> str:
     footer = FOOTER if silenced < len(alerts) else ""
     lines = [_line(number, alert, now, mark=state == "all") for number, alert in enumerate(alerts, 1)]
     if len(alerts) == 1 and alerts[0].summary:
-        lines[0] += f": {safe(alerts[0].summary, 60)}"
+        lines[0] += f": {safe(scrub(alerts[0].summary), 60)}"  # a runbook or dashboard link stays out
     shown = _fitting(lines, budget=MAX_REPLY - len(head) - len(footer) - len(" +NN more") - 3)
     more = len(alerts) - len(shown)
     tail = [f"+{more} more"] if more else []
@@ -217,13 +240,6 @@ def _shortened(value: str, is_address: bool) -> str:
     if _SCHEME.match(value):
         value, is_address = re.split(r"[/?#]", _SCHEME.sub("", value), maxsplit=1)[0], True
     return (_PORT.sub("", value) if is_address else value) or value
-
-
-def _reason_of(body: bytes) -> str | None:
-    try:
-        return _error_reason(json.loads(body))
-    except ValueError:
-        return None
 
 
 def _list(display: str, answer: Any) -> list[Any]:

@@ -26,6 +26,7 @@ from monitors.resilience import CircuitBreaker, Guarded
 ADAPTERS: dict[str, str] = {
     "prometheus": "monitors.prometheus",
     "alertmanager": "monitors.alertmanager",
+    "grafana": "monitors.grafana",
     "pgbouncer": "monitors.pgbouncer",
     "loki": "monitors.loki",
     "elasticsearch": "monitors.elasticsearch",
@@ -44,7 +45,7 @@ PRIORITY: dict[Kind, tuple[str, ...]] = {
     Kind.LOGS: ("loki", "elasticsearch", "datadog", "newrelic", "cloudwatch", "http"),
     Kind.DB: ("pgbouncer", "http"),
     Kind.GATEWAY: ("kong", "apigateway", "http"),
-    Kind.ALERTS: ("alertmanager",),
+    Kind.ALERTS: ("alertmanager", "grafana"),
 }
 """Which backend answers first when several could: the most specific source of truth."""
 
@@ -131,15 +132,25 @@ class MonitorRegistry:
         able = [m for m in self._monitors.values() if kind in m.kinds]
         return sorted(able, key=lambda m: order.index(self._types[m.name]) if self._types[m.name] in order else 99)
 
-    def alert_writer(self) -> AlertWriter | None:
-        """The preferred alerting backend that can silence, as registered (behind its deadline and breaker)."""
+    def alert_writer(self, source: str | None = None) -> AlertWriter | None:
+        """The alerting backend that can silence, as registered (behind its deadline and breaker): one of
+        the alert's `source` type when there is one (a Grafana alert is silenced in Grafana even with
+        Alertmanager configured too), else the preferred one."""
+        writers = self.alert_writers(source)
+        return writers[0] if writers else None
+
+    def alert_writers(self, source: str | None = None) -> list[AlertWriter]:
+        """Every backend that can silence, those of type `source` first, then in preference order (a
+        silence id alone does not say where it was made: `unsilence` asks each in turn)."""
+        writers: list[tuple[Monitor, AlertWriter]] = []
         for monitor in self.for_kind(Kind.ALERTS):
             if isinstance(monitor, Guarded):
                 if monitor.writes_alerts:
-                    return monitor
+                    writers.append((monitor, monitor))
             elif isinstance(monitor, AlertWriter):
-                return monitor
-        return None
+                writers.append((monitor, monitor))
+        writers.sort(key=lambda pair: self._types[pair[0].name] != source)  # stable: preference kept
+        return [writer for _, writer in writers]
 
     def for_system(self, system: str) -> list[Monitor]:
         """Monitors a `health <system>` asks: by fixed system, by type ("kong") or by name."""

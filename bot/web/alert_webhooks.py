@@ -1,9 +1,13 @@
-"""POST /webhooks/alertmanager and /webhooks/datadog: alert notifications in, texts out.
+"""POST /webhooks/alertmanager, /webhooks/grafana, /webhooks/datadog and /webhooks/newrelic: alert
+notifications in, texts out.
 
-Both need a shared secret (OPERATOR_WEBHOOK_TOKEN): Alertmanager sends it as a bearer token (or
-basic auth, with OPERATOR_WEBHOOK_PASSWORD), Datadog in a custom header. The notification is
-parsed and checked before answering; texting happens after the answer, so a slow Twilio never
-makes Alertmanager time out and retry.
+All four need the same shared secret (OPERATOR_WEBHOOK_TOKEN). Alertmanager and Grafana send it as a
+bearer token (or basic auth, with `webhook_basic_user` and OPERATOR_WEBHOOK_PASSWORD): both have those
+two settings on their webhook. Datadog sends it in a custom header (`datadog_webhook_header`,
+X-Operator-Secret), and so may New Relic (a workflow's custom headers), whose webhook destinations can
+also send it as a bearer token. The body is read with a bound (`MAX_BODY_BYTES`: past it, 413 without
+reading more), parsed and checked before answering; texting happens after the answer, so a slow Twilio
+never makes a sender time out and retry.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from fastapi import Request, Response
 
 from bot.alerting.model import Notification
 from bot.alerting.notifier import Notifier
-from bot.alerting.sources import MAX_BODY_BYTES, BadPayload, parse_alertmanager, parse_datadog
+from bot.alerting.sources import (
+    MAX_BODY_BYTES,
+    BadPayload,
+    parse_alertmanager,
+    parse_datadog,
+    parse_grafana,
+    parse_newrelic,
+)
 from bot.settings import Settings
 from bot.web.background import Background
 from bot.web.body import bounded_body, hang_ups_answered
@@ -40,7 +51,8 @@ class AlertWebhooks:
         token = self.settings.webhook_token
         return token.get_secret_value() if token is not None and token.get_secret_value().strip() else None
 
-    def _alertmanager_allowed(self, request: Request) -> bool:
+    def _bearer_allowed(self, request: Request) -> bool:
+        """The bearer token, or basic auth when a user and password are configured (Alertmanager, Grafana)."""
         header = request.headers.get("authorization", "")
         token = self._token()
         if token and header.lower().startswith("bearer "):
@@ -55,16 +67,24 @@ class AlertWebhooks:
             return _same(user, expected_user) and _same(given, password.get_secret_value())
         return False
 
-    def _datadog_allowed(self, request: Request) -> bool:
+    def _header_allowed(self, request: Request) -> bool:
+        """The token in the custom header (Datadog, New Relic)."""
         token = self._token()
         given = request.headers.get(self.settings.datadog_webhook_header, "")
         return token is not None and bool(given) and _same(given, token)
 
     async def alertmanager(self, request: Request) -> Response:
-        return await self._receive(request, self._alertmanager_allowed(request), parse_alertmanager, "alertmanager")
+        return await self._receive(request, self._bearer_allowed(request), parse_alertmanager, "alertmanager")
+
+    async def grafana(self, request: Request) -> Response:
+        return await self._receive(request, self._bearer_allowed(request), parse_grafana, "grafana")
 
     async def datadog(self, request: Request) -> Response:
-        return await self._receive(request, self._datadog_allowed(request), parse_datadog, "datadog")
+        return await self._receive(request, self._header_allowed(request), parse_datadog, "datadog")
+
+    async def newrelic(self, request: Request) -> Response:
+        allowed = self._header_allowed(request) or self._bearer_allowed(request)
+        return await self._receive(request, allowed, parse_newrelic, "newrelic")
 
     @hang_ups_answered
     async def _receive(
@@ -81,7 +101,8 @@ class AlertWebhooks:
         except BadPayload as exc:
             log.warning("refused a %s webhook: %s", source, exc)
             return Response(f"bad payload: {exc}", status_code=400, media_type="text/plain")
-        self.background.spawn(self._deliver(notification))
+        if notification.alerts:  # an update that pages nobody (New Relic's ACKNOWLEDGED) is only accepted
+            self.background.spawn(self._deliver(notification))
         return Response(status_code=202)
 
     async def _deliver(self, notification: Notification) -> None:

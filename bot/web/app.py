@@ -71,7 +71,7 @@ SMS_SCHEMA: dict[str, Any] = {
 ALERT_SCHEMA: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {"202": {"description": "accepted"}, "400": {"description": "bad payload"},
-                  "401": {"description": "missing or wrong token"}},
+                  "401": {"description": "missing or wrong token"}, "413": {"description": "body too large"}},
 }  # fmt: skip
 STATUS_SCHEMA: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
@@ -162,6 +162,14 @@ def create_app(settings: Settings) -> FastAPI:
         hooks: AlertWebhooks = request.app.state.alerts
         return await hooks.datadog(request)
 
+    async def grafana_webhook(request: Request) -> Response:
+        hooks: AlertWebhooks = request.app.state.alerts
+        return await hooks.grafana(request)
+
+    async def newrelic_webhook(request: Request) -> Response:
+        hooks: AlertWebhooks = request.app.state.alerts
+        return await hooks.newrelic(request)
+
     async def twilio_status(request: Request) -> Response:
         webhook: Webhook = request.app.state.webhook
         return await webhook.status_callback(request)
@@ -179,6 +187,8 @@ def create_app(settings: Settings) -> FastAPI:
         ("/sms", sms, "Twilio incoming-message webhook", SMS_SCHEMA),
         ("/webhooks/alertmanager", alertmanager_webhook, "Alertmanager webhook (version 4)", ALERT_SCHEMA),
         ("/webhooks/datadog", datadog_webhook, "Datadog webhook", ALERT_SCHEMA),
+        ("/webhooks/grafana", grafana_webhook, "Grafana webhook contact point (version 1)", ALERT_SCHEMA),
+        ("/webhooks/newrelic", newrelic_webhook, "New Relic workflow webhook", ALERT_SCHEMA),
         ("/twilio/status", twilio_status, "Twilio message status callback", STATUS_SCHEMA),
         ("/twilio/voice", voice, "Twilio voice webhook: an on-call call was answered", VOICE_SCHEMA),
         (

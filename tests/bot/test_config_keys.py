@@ -60,6 +60,7 @@ MINIMAL = {
     "http": {"url": "http://127.0.0.1:8080/health"},
     "host": {},
     "newrelic": {"account_id": 1234567},  # with the New Relic adapter (another branch)
+    "grafana": {"url": "http://127.0.0.1:3000"},
 }
 
 

@@ -1,7 +1,9 @@
-"""Alert webhooks in, `Notification`s out: Alertmanager's webhook (payload version "4") and Datadog's,
-one module per source (`alertmanager`, `datadog`) over the helpers they share (`common`).
+"""Alert webhooks in, `Notification`s out: Alertmanager's webhook (payload version "4"), Grafana's
+contact point (version "1", Alertmanager's group with more beside it), Datadog's and New Relic workflows',
+one module per source (`alertmanager`, `grafana`, `datadog`, `newrelic`) over the helpers they share
+(`common`).
 
-Both parsers take the raw request body and either return a `Notification` or raise `BadPayload`, whose
+Every parser takes the raw request body and either returns a `Notification` or raises `BadPayload`, whose
 text is short and safe to log or answer with (it never echoes the payload). They do no I/O and keep no
 state; what the caller needs to keep state with is on the result:
 
@@ -23,14 +25,19 @@ from __future__ import annotations
 from bot.alerting.sources.alertmanager import MAX_ALERTS, parse_alertmanager
 from bot.alerting.sources.common import MAX_BODY_BYTES, BadPayload, drop_stale, is_stale
 from bot.alerting.sources.datadog import DATADOG_PAYLOAD_TEMPLATE, parse_datadog
+from bot.alerting.sources.grafana import parse_grafana
+from bot.alerting.sources.newrelic import NEWRELIC_PAYLOAD_TEMPLATE, parse_newrelic
 
 __all__ = [
     "DATADOG_PAYLOAD_TEMPLATE",
     "MAX_ALERTS",
     "MAX_BODY_BYTES",
+    "NEWRELIC_PAYLOAD_TEMPLATE",
     "BadPayload",
     "drop_stale",
     "is_stale",
     "parse_alertmanager",
     "parse_datadog",
+    "parse_grafana",
+    "parse_newrelic",
 ]

@@ -1,5 +1,9 @@
 """Alertmanager's webhook (payload version "4") as a `Notification`: one per alert group, each alert
-keeping Alertmanager's fingerprint, and the alerts Alertmanager or we left out counted."""
+keeping Alertmanager's fingerprint, and the alerts Alertmanager or we left out counted.
+
+`parse_group` reads the group and its alerts for any sender of Alertmanager's notification shape:
+Grafana's webhook contact point (payload version "1", `bot.alerting.sources.grafana`) is the same
+group with more fields beside it."""
 
 from __future__ import annotations
 
@@ -34,6 +38,13 @@ def parse_alertmanager(body: bytes) -> Notification:
     version = payload.get("version")
     if version != "4":
         raise BadPayload(f"unsupported Alertmanager payload version {shown(version)}")
+    return parse_group(payload, "alertmanager")
+
+
+def parse_group(payload: Mapping[str, Any], source: str, extra: Mapping[str, str] | None = None) -> Notification:
+    """The alert group of an Alertmanager-shaped notification (status, groupKey, alerts, truncatedAlerts,
+    receiver), its alerts marked as coming from `source`. Only these fields are read: links beside them
+    (externalURL, generatorURL, Grafana's silenceURL …) never reach a `Notification`."""
     status = status_of(payload.get("status"), "status")
     group_key = payload.get("groupKey")
     if not isinstance(group_key, str) or not group_key:
@@ -49,24 +60,25 @@ def parse_alertmanager(body: bytes) -> Notification:
     alerts: list[AlertEvent] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_alerts[:MAX_ALERTS]):
-        alert = _alertmanager_alert(raw, index)
+        alert = _alert(raw, index, source)
         if alert.fingerprint not in seen:  # the same alert twice in one group says nothing more
             seen.add(alert.fingerprint)
             alerts.append(alert)
-    extra = {"receiver": payload["receiver"]} if isinstance(payload.get("receiver"), str) else {}
+    kept = {"receiver": payload["receiver"]} if isinstance(payload.get("receiver"), str) else {}
+    kept.update(extra or {})
     if truncated:
-        extra["truncated_alerts"] = str(truncated)
+        kept["truncated_alerts"] = str(truncated)
     return Notification(
-        source="alertmanager",
+        source=source,
         group_key=group_key,
         status=status,
         alerts=tuple(alerts),
-        delivery_key=delivery_key("alertmanager", group_key, alerts),
-        extra=extra,
+        delivery_key=delivery_key(source, group_key, alerts),
+        extra=kept,
     )
 
 
-def _alertmanager_alert(raw: Any, index: int) -> AlertEvent:
+def _alert(raw: Any, index: int, source: str) -> AlertEvent:
     where = f"alerts[{index}]"
     if not isinstance(raw, dict):
         raise BadPayload(f"{where} is not an object")
@@ -86,7 +98,7 @@ def _alertmanager_alert(raw: Any, index: int) -> AlertEvent:
         summary=annotations.get("summary") or annotations.get("description") or "",
         starts_at=rfc3339(raw.get("startsAt"), f"{where}.startsAt"),
         ends_at=rfc3339(raw.get("endsAt"), f"{where}.endsAt"),
-        source="alertmanager",
+        source=source,
     )
 
 

@@ -19,7 +19,7 @@ from bot.state.protocols import StoreUnavailable, SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import Source, seconds_of
 from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
-from monitors.errors import BackendError, describe
+from monitors.errors import BackendError, BackendQueryError, describe
 from monitors.formatting import clip, safe
 
 
@@ -44,8 +44,29 @@ class Target:
         return clip(f"{name}{{{shown}}}" if shown else name, 80)
 
 
-def _writer(request: Request) -> AlertWriter | None:
-    return request.services.monitors.alert_writer()
+def _writer(request: Request, source: str | None = None) -> AlertWriter | None:
+    """Where a silence of an alert from `source` is made: that backend when it can silence (a Grafana
+    alert in Grafana), else the preferred one."""
+    return request.services.monitors.alert_writer(source)
+
+
+async def _expire(request: Request, silence_id: str, source: str | None = None) -> None:
+    """Ends a silence in whichever backend has it: the source's first, then the others (an id alone does
+    not say which made it). A backend that failed outranks one that refused ("silence not found"): the
+    silence may be in the one that could not answer."""
+    refused: BackendError | None = None
+    failed: BackendError | None = None
+    for writer in request.services.monitors.alert_writers(source):
+        try:
+            await writer.expire_silence(silence_id)
+            return
+        except BackendQueryError as exc:  # not this backend's silence, most likely: ask the next
+            refused = refused or exc
+        except BackendError as exc:
+            failed = failed or exc
+    error = failed or refused
+    if error is not None:
+        raise error
 
 
 async def _listed(request: Request) -> list[Alert]:
@@ -183,11 +204,11 @@ async def confirm(request: Request) -> Answer:
         return Answer(f"That code does not match. Reply Y {waiting} to confirm.", asked)
     if request.role != "operator":
         return Answer("Only operators can silence alerts.")
-    writer = _writer(request)
-    if writer is None:
-        return Answer("No alertmanager is configured, so nothing can be silenced.")
     book = request.services.alerts
     known = await book.get(proposal.fingerprint)
+    writer = _writer(request, known.event.source if known else None)
+    if writer is None:
+        return Answer("No alertmanager is configured, so nothing can be silenced.")
     labels = dict(known.event.labels) if known else {}
     if not labels:
         labels = next((dict(a.labels) for a in await _listed(request) if a.fingerprint == proposal.fingerprint), {})
@@ -233,11 +254,14 @@ async def undo(request: Request) -> Answer:
             except StoreUnavailable:
                 resumed = " (Paging state is unavailable: the escalation stays stopped.)"
         return Answer(f"Ack of {done.description} undone.{resumed}")
-    writer = _writer(request)
-    if writer is None or done.silence_id is None:
+    if _writer(request) is None or done.silence_id is None:
         return Answer("No alertmanager is configured, so the silence cannot be lifted.")
     try:
-        await writer.expire_silence(done.silence_id)
+        known = await request.services.alerts.get(done.fingerprint)
+    except StoreUnavailable:
+        known = None  # then every backend that can silence is asked
+    try:
+        await _expire(request, done.silence_id, known.event.source if known else None)
     except BackendError as exc:
         await actions.keep(request.user, done)  # still undoable: the user may retry
         return Answer(describe(exc))
@@ -247,12 +271,11 @@ async def undo(request: Request) -> Answer:
 @command("unsilence", role="operator", usage="unsilence <silence id>")
 async def unsilence(request: Request) -> Answer:
     """Ends a silence by its id (as the silence confirmation gave it)."""
-    writer = _writer(request)
-    if writer is None:
+    if _writer(request) is None:
         return Answer("No alertmanager is configured.")
     silence_id = str(request.parse.slots["id"])
     try:
-        await writer.expire_silence(silence_id)
+        await _expire(request, silence_id)
     except BackendError as exc:
         return Answer(describe(exc))
     return Answer(f"Silence {silence_id[:8]} ended.")
