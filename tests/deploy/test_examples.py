@@ -18,7 +18,18 @@ from tests.deploy.conftest import REPO
 
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 SET_BY_FLAGS = {"dev_mode": "operator serve --dev", "bind_host": "operator serve --host"}
-EXAMPLES = {"public_url", "users", "metrics", "service_aliases", "alert_names", "monitors"}
+EXAMPLES = {
+    "public_url",
+    "users",
+    "default_region",
+    "metrics",
+    "service_aliases",
+    "alert_names",
+    "monitors",
+    "schedules",
+    "escalation",
+    "routes",
+}
 """The keys operator.example.yaml shows an example of, rather than their default."""
 
 
