@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.graph
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.oncall
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
