@@ -52,21 +52,33 @@ class Conversation:
         self.store = store
         self.commands = commands
         self.services = services
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._turns: weakref.WeakValueDictionary[str, _Turns] = weakref.WeakValueDictionary()
 
-    def _lock(self, user: str) -> asyncio.Lock:
-        lock = self._locks.get(user)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[user] = lock
-        return lock
+    def _turns_of(self, user: str) -> _Turns:
+        turns = self._turns.get(user)
+        if turns is None:
+            turns = _Turns()
+            self._turns[user] = turns
+        return turns
 
-    async def reply(self, user: str, text: str, role: Role = "viewer") -> Reply:
-        """Answer one text from `user`, reading and updating their context."""
-        async with self._lock(user):
+    def read_mark(self, user: str) -> ReadMark:
+        """Taken just before a context is read outside `reply` (the webhook's gate reads it with the rate
+        limits): `reply` trusts that read only if this user's conversation has not moved on since."""
+        turns = self._turns_of(user)
+        return ReadMark(turns, turns.written)
+
+    async def reply(
+        self, user: str, text: str, role: Role = "viewer", known: tuple[Context, ReadMark] | None = None
+    ) -> Reply:
+        """Answer one text from `user`, reading and updating their context. `known` is the context already
+        read (one store round trip fewer), used only when no other text of this user was answered or is
+        being answered in this process since it was read; otherwise it is read again."""
+        turns = self._turns_of(user)
+        fresh = known is not None and known[1].still(turns) and not turns.lock.locked()
+        async with turns.lock:
             degraded = False
             try:
-                context = await self.store.get(user)
+                context = known[0] if fresh and known is not None else await self.store.get(user)
             except StoreUnavailable:
                 context, degraded = Context(), True  # answer without memory rather than not at all
             loaded = context
@@ -82,6 +94,7 @@ class Conversation:
             kept = answer.context or context
             try:
                 if kept != loaded:  # "help", "status", "more": nothing new to remember, no write to make
+                    turns.written += 1
                     await self.store.put(user, kept)
             except StoreUnavailable:
                 degraded = True
@@ -112,6 +125,25 @@ class Conversation:
         proposal = await self.services.actions.withdraw(request.user)
         said = f"OK, {proposal.description} not silenced." if proposal is not None else "OK, nothing was silenced."
         return Answer(f"{said} Starting fresh." if request.parse.intent is Intent.RESET else said)
+
+
+class _Turns:
+    """One user's texts in this process: answered one at a time (`lock`), and how many changed the context."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.written = 0
+
+
+@dataclass(frozen=True)
+class ReadMark:
+    """Where a user's conversation stood when a context was read outside `Conversation.reply`."""
+
+    turns: _Turns
+    written: int
+
+    def still(self, turns: _Turns) -> bool:
+        return turns is self.turns and turns.written == self.written
 
 
 _STATEFUL = frozenset({Intent.UNKNOWN, Intent.MORE, Intent.CONFIRM, Intent.UNDO})

@@ -199,6 +199,8 @@ class Admitted:
     """The first reply to a MessageSid already answered: send it again, run nothing."""
     claimed: bool = False
     """This process owns the MessageSid now: `Idempotency.finish` it with the reply, or `abandon` it."""
+    context: Context | None = None
+    """The number's conversation context as the gate read it, for an admitted text (saves a read)."""
 
 
 class Admission(Protocol):

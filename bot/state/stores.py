@@ -27,12 +27,13 @@ def local_stores(settings: Settings) -> Stores:
     )
     idempotency = InMemoryIdempotency()
     pages = InMemoryPageStore(settings.context_ttl_s, settings.context_max_users)
+    contexts = InMemoryContextStore(settings.context_ttl_s, settings.context_max_users)
     return Stores(
-        contexts=InMemoryContextStore(settings.context_ttl_s, settings.context_max_users),
+        contexts=contexts,
         pages=pages,
         limiter=limiter,
         idempotency=idempotency,
-        admission=LocalAdmission(limiter, idempotency, pages),
+        admission=LocalAdmission(limiter, idempotency, pages, contexts),
         dedup=LocalDedup(Deduplicator(DEDUP_TTL_S)),
         budget=LocalBudget(SendBudget(settings.alert_budget_texts, settings.alert_budget_window_s)),
         alerts=AlertBook(),

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request, Response
 
 from bot.core.commands.registry import Role
-from bot.core.conversation import SOMETHING_WENT_WRONG, Conversation, Reply
+from bot.core.conversation import SOMETHING_WENT_WRONG, Conversation, ReadMark, Reply
 from bot.core.roles import role_of
 from bot.db.audit import AuditWriter
 from bot.db.history import Direction, History, make_entry
@@ -37,7 +37,7 @@ from bot.web.body import bounded_body, hang_ups_answered
 from bot.web.security import WebhookSecurity
 from bot.web.twiml import TWIML, twiml
 from intents.durations import format_duration
-from intents.models import Intent, Parse, seconds_of
+from intents.models import Context, Intent, Parse, seconds_of
 from monitors.formatting import clip
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class Webhook:
         # With the shared store down, limits and deduplication fail open: answering twice or too often
         # beats not answering someone who was paged.
         claimed = False
+        known: tuple[Context, ReadMark] | None = None
+        mark = self.conversation.read_mark(number)
         try:
             admitted = await self.admission.admit(sid, number)
             if admitted.earlier is not None:
@@ -118,12 +120,13 @@ class Webhook:
                     await self._replied(number, SLOW_DOWN, "-", "", started)
                 return Response(twiml(SLOW_DOWN if warned else ""), media_type=TWIML)
             claimed = admitted.claimed
+            known = (admitted.context, mark) if admitted.context is not None else None
         except ReplyPending:
             return Response(twiml(), media_type=TWIML)  # another instance is answering this very message
         except StoreUnavailable as exc:
             log.error("shared store unavailable, answering without limits: %s", exc)
         try:
-            xml, pages = await self._run(number, role, text, started)
+            xml, pages = await self._run(number, role, text, started, known)
         except BaseException:
             if claimed:
                 with contextlib.suppress(StoreUnavailable):
@@ -136,9 +139,11 @@ class Webhook:
                 log.error("shared store unavailable, the reply's pages and repeat not kept: %s", exc)
         return Response(xml, media_type=TWIML)
 
-    async def _run(self, number: str, role: Role, text: str, started: float) -> tuple[str, list[str] | None]:
+    async def _run(
+        self, number: str, role: Role, text: str, started: float, known: tuple[Context, ReadMark] | None = None
+    ) -> tuple[str, list[str] | None]:
         """The TwiML answer, and the later pages to keep for "more" (None: leave the kept ones)."""
-        task = asyncio.ensure_future(self.conversation.reply(number, text, role))
+        task = asyncio.ensure_future(self.conversation.reply(number, text, role, known))
         try:
             reply = await asyncio.wait_for(asyncio.shield(task), self.settings.reply_budget_s)
         except TimeoutError:

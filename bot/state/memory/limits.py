@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.state.protocols import Admitted, Idempotency, PageStore, RateLimiter, Verdict
+from bot.state.protocols import Admitted, ContextStore, Idempotency, PageStore, RateLimiter, Verdict
 
 Clock = Callable[[], float]
 
@@ -120,10 +120,13 @@ class LocalAdmission:
     """`Admission` over any rate limiter and idempotency store, one call after another (in memory they
     cost nothing; `bot.state.redis.limits.RedisAdmission` folds them into one script)."""
 
-    def __init__(self, limiter: RateLimiter, idempotency: Idempotency, pages: PageStore) -> None:
+    def __init__(
+        self, limiter: RateLimiter, idempotency: Idempotency, pages: PageStore, contexts: ContextStore
+    ) -> None:
         self.limiter = limiter
         self.idempotency = idempotency
         self.pages = pages
+        self.contexts = contexts
 
     async def admit(self, sid: str, number: str) -> Admitted:
         if sid:
@@ -134,9 +137,11 @@ class LocalAdmission:
         if verdict is not Verdict.ALLOW:
             return Admitted(verdict=verdict)
         if not sid:
-            return Admitted()
+            return Admitted(context=await self.contexts.get(number))
         earlier = await self.idempotency.claim(sid)
-        return Admitted(earlier=earlier) if earlier is not None else Admitted(claimed=True)
+        if earlier is not None:
+            return Admitted(earlier=earlier)
+        return Admitted(claimed=True, context=await self.contexts.get(number))
 
     async def settle(self, user: str, pages: Sequence[str] | None, sid: str | None, reply: str) -> None:
         if pages is not None:

@@ -50,17 +50,22 @@ class RedisContextStore:
         self._counter = f"{prefix}ctx-writes"
         self._put = client.register_script(_CONTEXT_PUT)
 
+    def key(self, user: str) -> str:
+        return self._prefix + user
+
+    def decode(self, raw: str | bytes) -> Context:
+        """A stored context (`RedisAdmission` reads it in its own script), empty when unreadable."""
+        try:
+            return context_from_json(raw)
+        except (ValueError, TypeError):
+            return Context()  # written by another version: forgetting a conversation is harmless
+
     @guarded
     async def get(self, user: str) -> Context:
         """The user's context (empty when none). On StoreUnavailable: assume no context, i.e. answer the
         text as a full command and say follow-ups are unavailable."""
         raw = await self._client.get(self._prefix + user)
-        if raw is None:
-            return Context()
-        try:
-            return context_from_json(raw)
-        except (ValueError, TypeError):
-            return Context()  # written by another version: forgetting a conversation is harmless
+        return Context() if raw is None else self.decode(raw)
 
     @guarded
     async def put(self, user: str, context: Context) -> None:

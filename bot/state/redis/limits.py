@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 
 from bot.state.protocols import Admitted, ReplyPending, Verdict
 from bot.state.redis.client import CLOCK_LUA, DEFAULT_PREFIX, Clock, guarded, ms, now_arg, text_of
-from bot.state.redis.conversation import RedisPageStore
+from bot.state.redis.conversation import RedisContextStore, RedisPageStore
+from intents.models import Context
 
 _TAKE_LUA = """
 -- take(key, capacity, tokens a second, now): one token from a bucket (a hash: tokens, at, warned)
@@ -62,10 +63,12 @@ _ADMIT = (
     + _TAKE_LUA
     + """
 -- One round trip in front of every text: the MessageSid, then the rate limits, then the claim.
--- KEYS[1] the sid ('' for none), KEYS[2] the number's bucket, KEYS[3] the global bucket
+-- KEYS[1] the sid ('' for none), KEYS[2] the number's bucket, KEYS[3] the global bucket, KEYS[4] the
+-- number's conversation context
 -- ARGV[1..4] capacities and rates, ARGV[5] now, ARGV[6] this claim's marker, ARGV[7] marker ttl ms
 -- Returns {'seen', value} (answered: 'd' .. reply; running elsewhere: 'r' ..), {verdict} when limited,
--- {'claimed'} when this call owns the sid now, {'allow'} without a sid.
+-- {'claimed', context} when this call owns the sid now, {'allow', context} without a sid (context false
+-- when there is none).
 if KEYS[1] ~= '' then
   local value = redis.call('GET', KEYS[1])
   if value then return {'seen', value} end
@@ -73,9 +76,10 @@ end
 local verdict = limit(KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
                       tonumber(ARGV[4]), clock(ARGV[5]))
 if verdict ~= 'allow' then return {verdict} end
-if KEYS[1] == '' then return {'allow'} end
+local context = redis.call('GET', KEYS[4])
+if KEYS[1] == '' then return {'allow', context} end
 redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[7])
-return {'claimed'}
+return {'claimed', context}
 """
 )
 
@@ -255,8 +259,10 @@ class RedisAdmission:
     """
 
     def __init__(
-        self, client: Redis, limiter: RedisRateLimiter, idempotency: RedisIdempotency, pages: RedisPageStore
-    ) -> None:
+        self, client: Redis, limiter: RedisRateLimiter, idempotency: RedisIdempotency, pages: RedisPageStore,
+        contexts: RedisContextStore,
+    ) -> None:  # fmt: skip
+        self._contexts = contexts
         self._limiter = limiter
         self._idempotency = idempotency
         self._pages = pages
@@ -268,7 +274,7 @@ class RedisAdmission:
         """On StoreUnavailable: nothing was counted or claimed (see `RedisRateLimiter.check`)."""
         limiter, idempotency = self._limiter, self._idempotency
         marker = "r" + secrets.token_hex(8) if sid else ""
-        keys = [idempotency.key(sid) if sid else "", limiter.key(number), limiter.key("*")]
+        keys = [idempotency.key(sid) if sid else "", limiter.key(number), limiter.key("*"), self._contexts.key(number)]
         answer = await self._admit(keys=keys, args=[*limiter.args, now_arg(limiter.clock), marker,
                                                     ms(idempotency.running_ttl_s)])  # fmt: skip
         outcome = text_of(answer[0])
@@ -278,9 +284,12 @@ class RedisAdmission:
                 return Admitted(earlier=value[1:])
             earlier = await idempotency.claim(sid)  # another instance runs it: wait for its reply
             return Admitted(earlier=earlier, claimed=earlier is None)
-        if outcome == "claimed":
-            idempotency.owned(sid, marker)
-            return Admitted(claimed=True)
+        if outcome in ("claimed", "allow"):
+            if outcome == "claimed":
+                idempotency.owned(sid, marker)
+            raw = answer[1] if len(answer) > 1 else None
+            context = self._contexts.decode(raw) if raw else Context()
+            return Admitted(claimed=outcome == "claimed", context=context)
         return Admitted(verdict=Verdict(outcome))
 
     @guarded

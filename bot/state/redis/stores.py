@@ -63,12 +63,13 @@ async def open_redis_stores(url: str, settings: Settings, *, prefix: str = DEFAU
     )
     idempotency = RedisIdempotency(client, prefix=prefix)
     pages = RedisPageStore(client, settings.context_ttl_s, prefix=prefix)
+    contexts = RedisContextStore(client, settings.context_ttl_s, settings.context_max_users, prefix=prefix)
     return RedisStores(
-        contexts=RedisContextStore(client, settings.context_ttl_s, settings.context_max_users, prefix=prefix),
+        contexts=contexts,
         pages=pages,
         limiter=limiter,
         idempotency=idempotency,
-        admission=RedisAdmission(client, limiter, idempotency, pages),
+        admission=RedisAdmission(client, limiter, idempotency, pages, contexts),
         dedup=RedisDedup(client, DEDUP_TTL_S, prefix=prefix),
         budget=RedisBudget(client, settings.alert_budget_texts, settings.alert_budget_window_s, prefix=prefix),
         alerts=RedisAlertBook(client, prefix=prefix),
