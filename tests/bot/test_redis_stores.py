@@ -6,6 +6,7 @@ bounded and expiring, and failing fast and safely when Redis is down, then worki
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import signal
 import time
@@ -136,11 +137,12 @@ class Make:
         """The gate over a limiter of `capacity` texts at once (a token every 10 s), `idempotency` and `pages`."""
         limiter = self.limiter(capacity, 6, (1000, 1000), clock)
         pages = pages if pages is not None else self.pages()
+        contexts = self.contexts()
         if self.redis:
             assert isinstance(limiter, RedisRateLimiter) and isinstance(idempotency, RedisIdempotency)
-            assert isinstance(pages, RedisPageStore)
-            return RedisAdmission(self.client, limiter, idempotency, pages)
-        return LocalAdmission(limiter, idempotency, pages)
+            assert isinstance(pages, RedisPageStore) and isinstance(contexts, RedisContextStore)
+            return RedisAdmission(self.client, limiter, idempotency, pages, contexts)
+        return LocalAdmission(limiter, idempotency, pages, contexts)
 
     def dedup(self, ttl_s: float) -> DedupStore:
         return RedisDedup(self.client, ttl_s, prefix=self.prefix) if self.redis else LocalDedup(Deduplicator(ttl_s))
@@ -279,20 +281,42 @@ async def test_idempotency_shares_the_first_reply_and_survives_an_abandoned_owne
     assert await store.claim_if_done("SM2") == "second"
 
 
+def without_context(admitted: Admitted) -> Admitted:
+    """The gate's decision alone (the context it read for an admitted text is checked on its own)."""
+    return dataclasses.replace(admitted, context=None)
+
+
+async def test_admission_reads_the_context_of_an_admitted_text(make: Make) -> None:
+    contexts = make.contexts()
+    store = make.idempotency()
+    limiter = make.limiter(1, 6, (1000, 1000), Clock())
+    if make.redis:
+        assert isinstance(limiter, RedisRateLimiter) and isinstance(store, RedisIdempotency)
+        assert isinstance(contexts, RedisContextStore)
+        gate: Admission = RedisAdmission(make.client, limiter, store, RedisPageStore(make.client, prefix=make.prefix),
+                                         contexts)  # fmt: skip
+    else:
+        gate = LocalAdmission(limiter, store, make.pages(), contexts)
+    remembered = Context(Intent.METRICS, {"metric": "cpu", "service": "checkout"})
+    await contexts.put("+1", remembered)
+    assert (await gate.admit("SM1", "+1")).context == remembered
+    assert (await gate.admit("SM2", "+1")).context is None  # limited: not read
+
+
 async def test_admission_checks_the_sid_then_the_limits_then_claims(make: Make) -> None:
     clock = Clock()
     store = make.idempotency()
     gate = make.admission(2, clock, store)
-    assert await gate.admit("SM1", "+1") == Admitted(claimed=True)
+    assert without_context(await gate.admit("SM1", "+1")) == Admitted(claimed=True)
     await store.finish("SM1", "<Response>first</Response>")
     for _ in range(3):  # a repeat gets the first reply, and costs the number nothing
-        assert await gate.admit("SM1", "+1") == Admitted(earlier="<Response>first</Response>")
-    assert await gate.admit("SM2", "+1") == Admitted(claimed=True)
-    assert await gate.admit("SM3", "+1") == Admitted(verdict=Verdict.WARN)
-    assert await gate.admit("SM4", "+1") == Admitted(verdict=Verdict.DROP)
-    assert await gate.admit("", "+2") == Admitted()  # no sid: limited, never claimed
+        assert without_context(await gate.admit("SM1", "+1")) == Admitted(earlier="<Response>first</Response>")
+    assert without_context(await gate.admit("SM2", "+1")) == Admitted(claimed=True)
+    assert without_context(await gate.admit("SM3", "+1")) == Admitted(verdict=Verdict.WARN)
+    assert without_context(await gate.admit("SM4", "+1")) == Admitted(verdict=Verdict.DROP)
+    assert without_context(await gate.admit("", "+2")) == Admitted()  # no sid: limited, never claimed
     clock.now += 10
-    assert await gate.admit("SM3", "+1") == Admitted(claimed=True)  # a limited text was not claimed
+    assert without_context(await gate.admit("SM3", "+1")) == Admitted(claimed=True)  # a limited text was not claimed
 
 
 async def test_admission_waits_for_a_sid_another_process_is_answering(make: Make) -> None:
@@ -303,12 +327,12 @@ async def test_admission_waits_for_a_sid_another_process_is_answering(make: Make
     await asyncio.sleep(0.05)
     assert not repeat.done()
     await store.finish("SM1", "answered")
-    assert await repeat == Admitted(earlier="answered")
+    assert without_context(await repeat) == Admitted(earlier="answered")
     assert (await gate.admit("SM2", "+1")).claimed
     retry = asyncio.ensure_future(gate.admit("SM2", "+1"))
     await asyncio.sleep(0.05)
     await store.abandon("SM2")  # the owner failed: the repeat runs it
-    assert await retry == Admitted(claimed=True)
+    assert without_context(await retry) == Admitted(claimed=True)
 
 
 async def test_settling_keeps_the_pages_and_the_first_reply(make: Make) -> None:
@@ -325,6 +349,29 @@ async def test_settling_keeps_the_pages_and_the_first_reply(make: Make) -> None:
     await gate.settle("+1", [], "SM1", "<Response>second</Response>")  # no pages; the first reply stays
     assert await pages.next("+1") is None
     assert await store.claim_if_done("SM1") == "<Response>1</Response>"
+
+
+async def test_admissions_arriving_together_share_round_trips_and_keep_their_answers(
+    client: Redis, prefix: str
+) -> None:
+    """Fifty texts at once go to Redis in shared round trips (automatic pipelining): each still gets its own
+    verdict, the bucket is not overdrawn, and a script Redis has forgotten is loaded again for the callers
+    that met it."""
+    clock = Clock()
+    limiter = RedisRateLimiter(client, 20, 6, global_capacity=1000, global_per_minute=1000, prefix=prefix,
+                               clock=clock)  # fmt: skip
+    store = RedisIdempotency(client, prefix=prefix)
+    gate = RedisAdmission(client, limiter, store, RedisPageStore(client, prefix=prefix),
+                          RedisContextStore(client, prefix=prefix))  # fmt: skip
+    verdicts = await asyncio.gather(*(gate.admit(f"SM{n}", "+1") for n in range(50)))
+    assert sum(v.claimed for v in verdicts) == 20
+    assert [v.verdict for v in verdicts].count(Verdict.WARN) == 1
+    assert [v.verdict for v in verdicts].count(Verdict.DROP) == 29
+    await client.script_flush()
+    again = await asyncio.gather(*(gate.admit(f"SN{n}", "+2") for n in range(5)))
+    assert all(v.claimed for v in again)
+    await asyncio.gather(*(gate.settle("+2", [], f"SN{n}", f"reply {n}") for n in range(5)))
+    assert [await store.claim_if_done(f"SN{n}") for n in range(5)] == [f"reply {n}" for n in range(5)]
 
 
 async def test_idempotency_forgets_after_its_ttl(make: Make) -> None:

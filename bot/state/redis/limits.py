@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from bot.state.protocols import Admitted, ReplyPending, Verdict
-from bot.state.redis.client import CLOCK_LUA, DEFAULT_PREFIX, Clock, guarded, ms, now_arg, text_of
+from bot.state.redis.client import CLOCK_LUA, DEFAULT_PREFIX, Batched, Clock, guarded, ms, now_arg, text_of
 from bot.state.redis.conversation import RedisContextStore, RedisPageStore
 from intents.models import Context
 
@@ -268,6 +268,7 @@ class RedisAdmission:
         self._pages = pages
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
+        self._batched = Batched(client)
 
     @guarded
     async def admit(self, sid: str, number: str) -> Admitted:
@@ -275,8 +276,8 @@ class RedisAdmission:
         limiter, idempotency = self._limiter, self._idempotency
         marker = "r" + secrets.token_hex(8) if sid else ""
         keys = [idempotency.key(sid) if sid else "", limiter.key(number), limiter.key("*"), self._contexts.key(number)]
-        answer = await self._admit(keys=keys, args=[*limiter.args, now_arg(limiter.clock), marker,
-                                                    ms(idempotency.running_ttl_s)])  # fmt: skip
+        args = [*limiter.args, now_arg(limiter.clock), marker, ms(idempotency.running_ttl_s)]
+        answer = await self._batched.call(self._admit, keys, args)
         outcome = text_of(answer[0])
         if outcome == "seen":
             value = text_of(answer[1])
@@ -299,4 +300,5 @@ class RedisAdmission:
         if sid:
             idempotency.owned(sid, None)
         keys = [self._pages.key(user) if pages is not None else "", idempotency.key(sid) if sid else ""]
-        await self._settle(keys=keys, args=[ms(self._pages.ttl_s), "d" + reply, ms(idempotency.ttl_s), *(pages or ())])
+        args = [ms(self._pages.ttl_s), "d" + reply, ms(idempotency.ttl_s), *(pages or ())]
+        await self._batched.call(self._settle, keys, args)
