@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import ImmutableMultiDict
+from starlette.requests import Request
 from twilio.request_validator import RequestValidator, compare
 
 from bot.settings import ConfigError, Settings
+from bot.web.body import bounded_body
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "token", "test", "xxx", "todo",
                                  "your_auth_token", "your-auth-token", "dev"})  # fmt: skip
 """Values that are obviously not a real secret; refusing them beats running with one."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a Twilio webhook's form was not accepted: its HTTP status and the reason counted in metrics."""
+
+    status: int
+    reason: str
+    """too_large, malformed or signature."""
+    params: Sequence[tuple[str, str]] = ()
+    """The form as read, when it could be (a refused signature still says who it claims to be from)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -60,3 +75,17 @@ class WebhookSecurity:
         if compare(self._validator.compute_signature(url, values), signature):
             return True
         return bool(self._validator.validate(url, values, signature))
+
+    async def signed_form(self, request: Request, limit: int, max_fields: int) -> list[tuple[str, str]] | Refused:
+        """A Twilio webhook's form (SMS, delivery and call callbacks), read with a bound and checked
+        against its signature: one reader for every route Twilio posts to."""
+        body = await bounded_body(request, limit)
+        if body is None:
+            return Refused(413, "too_large")
+        try:
+            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=max_fields)
+        except (UnicodeDecodeError, ValueError):
+            return Refused(400, "malformed")
+        if not self.verify(request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")):
+            return Refused(403, "signature", params)
+        return params

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 
@@ -24,8 +23,7 @@ from bot.oncall.service import OnCall
 from bot.oncall.voice import ask_again_twiml, call_twiml, result_twiml
 from bot.state.protocols import StoreUnavailable
 from bot.web.background import Background
-from bot.web.body import bounded_body
-from bot.web.security import WebhookSecurity
+from bot.web.security import Refused, WebhookSecurity
 from bot.web.twiml import TWIML
 
 log = logging.getLogger(__name__)
@@ -50,20 +48,14 @@ class VoiceWebhook:
 
     async def _checked(self, request: Request) -> tuple[str, dict[str, str]] | Response:
         """The call's token and the form, or the response refusing the request."""
-        body = await bounded_body(request, MAX_BODY)
-        if body is None:
-            return Response(status_code=413)
-        try:
-            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
-        except (UnicodeDecodeError, ValueError):
-            return Response(status_code=400)
-        if not self.security.verify(
-            request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")
-        ):
-            if self.metrics is not None:
-                self.metrics.rejected.labels("signature").inc()
-            log.warning("refused a voice webhook with a missing or wrong signature")
-            return Response(status_code=403)
+        form = await self.security.signed_form(request, MAX_BODY, MAX_FIELDS)
+        if isinstance(form, Refused):
+            if form.reason == "signature":
+                if self.metrics is not None:
+                    self.metrics.rejected.labels("signature").inc()
+                log.warning("refused a voice webhook with a missing or wrong signature")
+            return Response(status_code=form.status)
+        params = form
         token = request.query_params.get("t", "")
         if not _TOKEN.fullmatch(token):
             return Response(status_code=404)

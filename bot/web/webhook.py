@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 
@@ -33,8 +32,8 @@ from bot.sms.privacy import mask_number
 from bot.sms.replies import SmsReplies
 from bot.state.protocols import Admission, Idempotency, ReplyPending, StoreUnavailable, Verdict
 from bot.web.background import Background
-from bot.web.body import bounded_body, hang_ups_answered
-from bot.web.security import WebhookSecurity
+from bot.web.body import hang_ups_answered
+from bot.web.security import Refused, WebhookSecurity
 from bot.web.twiml import TWIML, twiml
 from intents.durations import format_duration
 from intents.models import Context, Intent, Parse, seconds_of
@@ -75,23 +74,15 @@ class Webhook:
     @hang_ups_answered
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
-        body = await bounded_body(request, MAX_BODY)
-        if body is None:
-            self.metrics.rejected.labels("too_large").inc()
-            return Response(status_code=413)
-        try:
-            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
-        except (UnicodeDecodeError, ValueError):
-            self.metrics.rejected.labels("malformed").inc()
-            return Response(status_code=400)
-        fields = dict(params)
+        form = await self.security.signed_form(request, MAX_BODY, MAX_FIELDS)
+        if isinstance(form, Refused):
+            self.metrics.rejected.labels(form.reason).inc()
+            if form.reason == "signature":
+                claimed = caller(dict(form.params).get("From", ""), self.settings.default_region)
+                log.warning("refused a webhook with a missing or wrong signature (from %s)", mask_number(claimed))
+            return Response(status_code=form.status)
+        fields = dict(form)
         number = caller(fields.get("From", ""), self.settings.default_region)
-        if not self.security.verify(
-            request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")
-        ):
-            self.metrics.rejected.labels("signature").inc()
-            log.warning("refused a webhook with a missing or wrong signature (from %s)", mask_number(number))
-            return Response(status_code=403)
         role = role_of(self.settings, number)
         if role is None:
             self.metrics.rejected.labels("unknown_number").inc()
@@ -222,18 +213,12 @@ class Webhook:
     @hang_ups_answered
     async def status_callback(self, request: Request) -> Response:
         """Twilio's report on a message the bot sent (delivered, failed …), signed like the SMS webhook."""
-        body = await bounded_body(request, MAX_BODY)
-        if body is None:
-            return Response(status_code=413)
-        try:
-            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
-        except (UnicodeDecodeError, ValueError):
-            return Response(status_code=400)
-        if not self.security.verify(
-            request.url.path, request.url.query, params, request.headers.get("x-twilio-signature")
-        ):
-            self.metrics.rejected.labels("signature").inc()
-            return Response(status_code=403)
+        form = await self.security.signed_form(request, MAX_BODY, MAX_FIELDS)
+        if isinstance(form, Refused):
+            if form.reason == "signature":
+                self.metrics.rejected.labels("signature").inc()
+            return Response(status_code=form.status)
+        params = form
         fields = dict(params)
         status = fields.get("MessageStatus") or fields.get("SmsStatus") or "unknown"
         error = fields.get("ErrorCode", "")
