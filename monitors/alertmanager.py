@@ -170,6 +170,7 @@ class Alertmanager:
             starts_at=_epoch(self.display, item.get("startsAt")),
             summary=str(annotations.get("summary") or annotations.get("description") or ""),
             fingerprint=str(item.get("fingerprint") or ""),
+            source=self.system,
         )
 
 

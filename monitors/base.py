@@ -128,6 +128,8 @@ class Alert:
     starts_at: float | None = None
     summary: str = ""
     fingerprint: str = ""
+    source: str = ""
+    """The system of the backend that reported it ("alertmanager", "grafana"): where it is silenced."""
 
 
 @dataclass(frozen=True)

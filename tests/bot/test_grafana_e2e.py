@@ -161,3 +161,55 @@ async def test_with_alertmanager_too_each_alert_is_silenced_where_it_came_from(t
                 # A Grafana silence's id, given alone: Alertmanager does not know it, Grafana ends it.
                 assert message_of(await bot.text(f"unsilence {SILENCE_ID}")) == "Silence eafcacf6 ended."
                 assert api["expire"].call_count == 1 and len(active()) == 1
+
+
+@pytest.mark.servers
+async def test_alerts_status_and_replies_see_both_alertmanager_and_grafana(tmp_path: Path) -> None:
+    """One pager, two alerting backends: `alerts` numbers both lists together, `status` counts both, a
+    Grafana alert the bot was never told about is silenced in Grafana by its number, and a Grafana that
+    fails leaves Alertmanager's alerts listed under one line saying so."""
+    grafana_alert = json.loads((FIXTURES / "alertmanager" / "api_v2_alerts_get.json").read_bytes())[0]
+    grafana_alert.update(fingerprint="5f1c2d3e4a5b6c7d", startsAt="2026-11-21T23:00:00.000Z",
+                         labels={**CPU_EU, "__alert_rule_uid__": "dd2f0260", "grafana_folder": "device"},
+                         annotations={"summary": "CPU above 90% on eu-1"})  # fmt: skip
+    with respx.mock(assert_all_called=False) as mock:
+        twilio = mocked_twilio(mock)
+        api = grafana_api(mock)
+        api["alerts"].mock(return_value=httpx.Response(200, json=[grafana_alert]))
+        am_port = free_port()
+        config = (f"monitors: {{alertmanager: {{url: 'http://127.0.0.1:{am_port}'}}, grafana: {{url: '{GRAFANA}'}}}}\n"
+                  "rate_burst: 30\n")  # fmt: skip
+        settings = settings_for(tmp_path, config, TWILIO_API_BASE_URL=TWILIO, OPERATOR_WEBHOOK_TOKEN=HOOK,
+                                GRAFANA_TOKEN=GRAFANA_TOKEN)  # fmt: skip
+        (tmp_path / "am").mkdir()
+        async with serve(settings) as bot:
+            receiver = webhook_receiver(f"{bot.url}/webhooks/alertmanager", token=HOOK)
+            with alertmanager(tmp_path / "am", receiver, port=am_port) as am:
+                am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"})
+                deadline = time.monotonic() + 10
+                while len(bodies(twilio)) < 2 and time.monotonic() < deadline:  # its text to Alice and Bob
+                    await bot.app.state.alerts.drain()
+                    await asyncio.sleep(0.05)
+
+                listing = message_of(await bot.text("alerts")).splitlines()
+                assert listing[0] == "2 firing:"
+                assert listing[1].startswith("1) DiskFull db1") and listing[2].startswith("2) High CPU usage")
+                status = message_of(await bot.text("status"))
+                assert "2 firing: DiskFull, High CPU usage" in status
+
+                question = message_of(await bot.text("silence 2 1h"))
+                assert question.startswith("Silence High CPU usage{"), question
+                done = message_of(await bot.text(f"Y {question.rsplit(' ', 1)[1]}"))
+                assert done.startswith("Silenced High CPU usage{"), done
+                silence = json.loads(api["create"].calls.last.request.content)
+                assert {m["name"]: m["value"] for m in silence["matchers"]}.items() >= CPU_EU.items()
+                assert [s for s in am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"] == []
+
+                api["alerts"].mock(return_value=httpx.Response(500, json={"message": "internal server error"}))
+                listing = message_of(await bot.text("alerts")).splitlines()
+                assert listing[0].startswith("Grafana") and "DiskFull" not in listing[0]
+                assert listing[1] == "1 firing:" and listing[2].startswith("1) DiskFull db1")
+                assert "High CPU" not in "\n".join(listing)
+                # "ack" of a name only Grafana could know: the failure is said, not "no open alert".
+                reply = message_of(await bot.text("ack Latency"))
+                assert reply.startswith("Grafana"), reply

@@ -208,6 +208,7 @@ async def test_the_recorded_listing_parses(fault_server: FaultServer) -> None:
             starts_at=RECORDED_START,
             summary="Disk /var is 97% full on db1",
             fingerprint="1751650d45bf7d6b",
+            source="alertmanager",
         ),
     )
     text = format_alerts(result, RECORDED_START + 3 * 3600 + 5)

@@ -18,7 +18,8 @@ from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import StoreUnavailable, SubscriptionsUnavailable
 from intents.durations import format_duration
 from intents.models import Source, seconds_of
-from monitors.base import Alert, AlertList, AlertQuery, AlertWriter, Kind
+from monitors.alert_lists import gather_alerts
+from monitors.base import Alert, AlertQuery, AlertWriter, Kind
 from monitors.errors import BackendError, BackendQueryError, describe
 from monitors.formatting import clip, safe
 
@@ -69,57 +70,64 @@ async def _expire(request: Request, silence_id: str, source: str | None = None) 
         raise error
 
 
-async def _listed(request: Request) -> list[Alert]:
-    """Every open alert the alerting backend knows (for targets the bot has not been notified about)."""
-    return (await _listing(request))[1]
-
-
-async def _listing(request: Request) -> tuple[str, list[Alert]]:
-    """The alerting backend's system ("alertmanager", "datadog") and its open alerts."""
+async def _listing(request: Request) -> tuple[list[Alert], BackendError | None]:
+    """Every alerting backend's open alerts, each tagged with its system, and the first failure (a
+    reference not found among the answers may be in the backend that failed). Raises when none answered."""
     backends = request.services.monitors.for_kind(Kind.ALERTS)
     if not backends:
-        return "", []
-    result = await backends[0].query(AlertQuery("all"))
-    return backends[0].system, list(result.alerts) if isinstance(result, AlertList) else []
+        return [], None
+    gathered = await gather_alerts(backends, AlertQuery("all"))
+    if gathered.result is None:
+        error = gathered.first_error()
+        assert error is not None
+        raise error
+    return list(gathered.result.alerts), gathered.first_error()
 
 
-def _reported(alert: Alert, fingerprint: str, source: str) -> Target:
+def _reported(alert: Alert, fingerprint: str) -> Target:
     """A target only the backend knows, with the event to adopt if it is firing."""
     labels = dict(alert.labels)
     started = datetime.fromtimestamp(alert.starts_at, UTC) if alert.starts_at is not None else None
     event = AlertEvent(fingerprint, alert.name, labels, "firing", Severity.parse(labels.get("severity")),
-                       alert.summary, started, source=source)  # fmt: skip
+                       alert.summary, started, source=alert.source or "alertmanager")  # fmt: skip
     return Target(fingerprint, alert.name, labels, event if alert.state == "firing" else None)
 
 
 async def resolve(request: Request, reference: str) -> Target | str:
     """The alert `reference` (a list number or a name) means, or a short reply saying why not."""
-    book = request.services.alerts
     if reference.isdigit():
-        numbered = request.context.alerts
-        position = int(reference)
-        if not 1 <= position <= len(numbered):
-            return f"No alert {position} in your last list. Text 'alerts' for the current one."
-        fingerprint = numbered[position - 1]
-        known = await book.get(fingerprint)
-        if known is not None:
-            return _target(known.event)
-        source, listed = await _listing(request)
-        for alert in listed:
-            if fingerprint in (alert.fingerprint, alert.name):
-                return _reported(alert, alert.fingerprint or fingerprint, source)
-        return f"Alert {position} is no longer open."
-    matches = [_target(a.event) for a in await book.by_name(reference)]
+        return await _by_number(request, int(reference))
+    matches = [_target(a.event) for a in await request.services.alerts.by_name(reference)]
     if not matches:
-        source, listed = await _listing(request)
-        matches = [_reported(a, a.fingerprint, source) for a in listed
+        listed, failure = await _listing(request)
+        matches = [_reported(a, a.fingerprint) for a in listed
                    if a.name.lower() == reference.lower() and a.state == "firing"]  # fmt: skip
+        if not matches and failure is not None:
+            raise failure  # it may be open in the backend that could not answer
     if not matches:
         return f"No open alert named {safe(reference, 40)}. Text 'alerts' for the list."
     if len(matches) > 1:
         lines = "\n".join(f"{n}) {t.description}" for n, t in enumerate(matches[:8], 1))
         return f"{len(matches)} open {safe(reference, 40)} alerts:\n{lines}\nReply with the number."
     return matches[0]
+
+
+async def _by_number(request: Request, position: int) -> Target | str:
+    """The alert at `position` of the last list or alert text this person received."""
+    numbered = request.context.alerts
+    if not 1 <= position <= len(numbered):
+        return f"No alert {position} in your last list. Text 'alerts' for the current one."
+    fingerprint = numbered[position - 1]
+    known = await request.services.alerts.get(fingerprint)
+    if known is not None:
+        return _target(known.event)
+    listed, failure = await _listing(request)
+    for alert in listed:
+        if fingerprint in (alert.fingerprint, alert.name):
+            return _reported(alert, alert.fingerprint or fingerprint)
+    if failure is not None:
+        raise failure
+    return f"Alert {position} is no longer open."
 
 
 def _target(event: AlertEvent) -> Target:
@@ -205,17 +213,24 @@ async def confirm(request: Request) -> Answer:
     if request.role != "operator":
         return Answer("Only operators can silence alerts.")
     book = request.services.alerts
-    known = await book.get(proposal.fingerprint)
-    writer = _writer(request, known.event.source if known else None)
-    if writer is None:
+    if _writer(request) is None:
         return Answer("No alertmanager is configured, so nothing can be silenced.")
+    known = await book.get(proposal.fingerprint)
     labels = dict(known.event.labels) if known else {}
-    if not labels:
-        labels = next((dict(a.labels) for a in await _listed(request) if a.fingerprint == proposal.fingerprint), {})
-    if not labels:
-        return Answer(f"{proposal.description} is no longer open; nothing silenced.")
-    alert = Alert(labels.get("alertname", proposal.description), labels, "firing", fingerprint=proposal.fingerprint)
+    source = known.event.source if known else None
     try:
+        if not labels:  # only the backend knows it: silence it where it was listed (Grafana's in Grafana)
+            listed, failure = await _listing(request)
+            match = next((a for a in listed if a.fingerprint == proposal.fingerprint), None)
+            if match is None and failure is not None:
+                raise failure  # it may be in the backend that could not answer
+            if match is not None:
+                labels, source = dict(match.labels), match.source or None
+        if not labels:
+            return Answer(f"{proposal.description} is no longer open; nothing silenced.")
+        alert = Alert(labels.get("alertname", proposal.description), labels, "firing", fingerprint=proposal.fingerprint)
+        writer = _writer(request, source)
+        assert writer is not None
         silence_id = await writer.create_silence(alert, proposal.duration_s, _name(request), proposal.text)
     except BackendError as exc:
         return Answer(describe(exc))

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from bot.charts.media import media_url
 from bot.charts.scales import title_for
@@ -18,6 +18,7 @@ from bot.charts.text import chart_text
 from bot.core.commands.registry import Answer, Request, command
 from bot.state.protocols import StoreUnavailable
 from intents.models import seconds_of, terms_of
+from monitors.alert_lists import Gathered, gather_alerts
 from monitors.base import (
     AlertList,
     AlertQuery,
@@ -44,7 +45,7 @@ HINTS = {
     Kind.LOGS: "Add loki, elasticsearch, datadog or cloudwatch under monitors:.",
     Kind.DB: "Add pgbouncer (or an http monitor with kind: db) under monitors:.",
     Kind.GATEWAY: "Add kong or apigateway under monitors:.",
-    Kind.ALERTS: "Add alertmanager under monitors:.",
+    Kind.ALERTS: "Add alertmanager or grafana under monitors:.",
 }
 WHAT = {Kind.METRICS: "metrics backend", Kind.LOGS: "logs backend", Kind.DB: "database monitor",
         Kind.GATEWAY: "gateway monitor", Kind.ALERTS: "alerting backend"}  # fmt: skip
@@ -102,7 +103,7 @@ async def status(request: Request) -> Answer:
     deadline_s = request.services.settings.status_deadline_s
     alerting = registry.for_kind(Kind.ALERTS)
     started = time.monotonic()
-    firing = asyncio.ensure_future(ask(request, Kind.ALERTS, AlertQuery("firing"))) if alerting else None
+    firing = asyncio.ensure_future(_gather(request, alerting, AlertQuery("firing"))) if alerting else None
     try:
         checked = await _check(request, monitors)
     except BaseException:
@@ -118,32 +119,37 @@ async def status(request: Request) -> Answer:
     lines = [head, *(_health_line(c) for c in bad)]
     if firing is not None:
         failed = {c.monitor.name for c in bad}
-        line = await _firing_line(firing, alerting[0], deadline_s - (time.monotonic() - started), deadline_s)
-        if not (line.failed and alerting[0].name in failed):
-            lines.append(line.text)
+        left_s = deadline_s - (time.monotonic() - started)
+        lines.extend(await _firing_lines(firing, alerting, failed, left_s, deadline_s))
     return Answer("\n".join(lines))
 
 
-@dataclass(frozen=True)
-class _Line:
-    text: str
-    failed: bool
+async def _gather(request: Request, alerting: list[Monitor], query: AlertQuery) -> Gathered:
+    """Every alerting backend's answer, failures counted per backend."""
+    gathered = await gather_alerts(alerting, query)
+    metrics = request.services.metrics
+    if metrics is not None:
+        for monitor, _ in gathered.failures:
+            metrics.backend_errors.labels(monitor.name).inc()
+    return gathered
 
 
-async def _firing_line(
-    firing: asyncio.Future[tuple[Monitor | None, object, str]], monitor: Monitor, left_s: float, deadline_s: float
-) -> _Line:
-    """What is firing, or why that is unknown, by what is left of the status deadline."""
+async def _firing_lines(
+    firing: asyncio.Future[Gathered], alerting: list[Monitor], failed: set[str], left_s: float, deadline_s: float
+) -> list[str]:
+    """What is firing, and why part of it is unknown, by what is left of the status deadline. A backend
+    whose health already failed gets no second line."""
     done, _ = await asyncio.wait({firing}, timeout=max(left_s, 0.0))
     if not done:
         firing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await firing
-        return _Line(describe(BackendTimeout(monitor.display, deadline_s)), failed=True)
-    _, result, text = firing.result()
-    if isinstance(result, AlertList):
-        return _Line(_alerts_summary(result), failed=False)
-    return _Line(text, failed=True)
+        return [describe(BackendTimeout(m.display, deadline_s)) for m in alerting if m.name not in failed][:1]
+    gathered = firing.result()
+    lines = [describe(exc) for monitor, exc in gathered.failures if monitor.name not in failed]
+    if gathered.result is not None:
+        lines.append(_alerts_summary(gathered.result))
+    return lines
 
 
 def _alerts_summary(result: AlertList) -> str:
@@ -249,10 +255,18 @@ async def gateway(request: Request) -> Answer:
 
 @command("alerts", usage="alerts [firing|silenced|all]")
 async def alerts(request: Request) -> Answer:
-    """Open alerts, numbered so you can reply "ack 2" or "silence 2 1h"."""
+    """Open alerts of every alerting backend in one list, numbered so you can reply "ack 2" or
+    "silence 2 1h"; a backend that could not answer says so in a line above the list."""
     state = request.parse.slots.get("state")
-    _, result, text = await ask(request, Kind.ALERTS, AlertQuery(str(state) if state else None))
-    if isinstance(result, AlertList) and result.alerts:
-        numbered = tuple(a.fingerprint or a.name for a in result.alerts)
+    alerting = _monitors(request).for_kind(Kind.ALERTS)
+    if not alerting:
+        return Answer(describe(NotConfigured(WHAT[Kind.ALERTS], HINTS[Kind.ALERTS])))
+    gathered = await _gather(request, alerting, AlertQuery(str(state) if state else None))
+    problems = [describe(exc) for _, exc in gathered.failures]
+    if gathered.result is None or gathered.formatter is None:
+        return Answer("\n".join(problems))
+    text = "\n".join([*problems, gathered.formatter.format(gathered.result)])
+    if gathered.result.alerts:
+        numbered = tuple(a.fingerprint or a.name for a in gathered.result.alerts)
         return Answer(text, replace(request.context, alerts=numbered))
     return Answer(text)
