@@ -7,6 +7,7 @@ list: a word people actually use is never "corrected", only non-words close to o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from functools import cached_property
@@ -33,11 +34,14 @@ def _swaps(word: str) -> set[str]:
     return {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
 
 
+@functools.cache
 def english_words(min_count: int = 100) -> IsCommonWord:
     """A predicate for ordinary English words, from pyspellchecker's frequency list.
 
-    Built on demand (it reads the list from the package), never at import. The list is read straight
-    from the package's resource file when it is where pyspellchecker keeps it: building a
+    Built on demand (it reads the list from the package), never at import, and once per process: the
+    answer is an immutable set's membership test, and reading the list costs ~110 ms that every further
+    parser (a second app, `intents test` with a config, the test suite) would pay again. The list is read
+    straight from the package's resource file when it is where pyspellchecker keeps it: building a
     `SpellChecker` to read the same counts costs 50 ms more of start-up.
     """
     counts = _word_counts()

@@ -6,6 +6,7 @@ code; this module only knows how to add them up.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -100,8 +101,9 @@ class Grammar:
 
     @classmethod
     def default(cls) -> Grammar:
-        """The grammar shipped in the package (read on demand, never at import)."""
-        return cls.from_yaml(resources.files(__package__).joinpath("grammar.yaml").read_text("utf-8"))
+        """The grammar shipped in the package (read on demand, never at import; once per process, as it
+        is frozen and read only)."""
+        return _shipped() if cls is Grammar else cls.from_yaml(_shipped_text())
 
     def vocabulary(self) -> set[str]:
         """Every word the grammar knows, for the typo corrector."""
@@ -337,3 +339,13 @@ def _haystack(words: Iterable[str]) -> str:
 
 def _has(haystack: str, phrase: Phrase) -> bool:
     return phrase in haystack
+
+
+@functools.cache
+def _shipped_text() -> str:
+    return resources.files(__package__).joinpath("grammar.yaml").read_text("utf-8")
+
+
+@functools.cache
+def _shipped() -> Grammar:
+    return Grammar.from_yaml(_shipped_text())

@@ -32,6 +32,7 @@ from bot.alerting.sources import (
     parse_alertmanager,
     parse_datadog,
 )
+from tests.examples import examples
 from tests.monitors.servers_alertmanager import webhook_receiver
 from tests.servers import LOOPBACK, Process, binary, free_port, http_status, wait_until
 
@@ -784,7 +785,7 @@ DD_FIELDS = [
 ]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(field_name=st.sampled_from(AM_FIELDS + [f"alert.{f}" for f in ALERT_FIELDS]), value=JSON)
 def test_any_value_in_any_alertmanager_field_parses_or_is_a_bad_payload(field_name: str, value: Any) -> None:
     payload = am_payload()
@@ -800,7 +801,7 @@ def test_any_value_in_any_alertmanager_field_parses_or_is_a_bad_payload(field_na
         assert notification.alerts and all(isinstance(v, str) for a in notification.alerts for v in a.labels.values())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(values=st.dictionaries(st.sampled_from(DD_FIELDS), JSON, max_size=6))
 def test_any_datadog_body_parses_or_is_a_bad_payload(values: dict[str, Any]) -> None:
     try:
@@ -811,7 +812,7 @@ def test_any_datadog_body_parses_or_is_a_bad_payload(values: dict[str, Any]) -> 
         assert len(notification.alerts) == 1 and notification.alerts[0].name
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(body=st.binary(max_size=200))
 def test_any_bytes_parse_or_are_a_bad_payload(body: bytes) -> None:
     for parse in (parse_alertmanager, parse_datadog):

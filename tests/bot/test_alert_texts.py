@@ -24,6 +24,7 @@ from bot.alerting.texts import (
     numbered,
 )
 from bot.sms.encoding import is_gsm7, segment_count
+from tests.examples import examples
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = datetime(2026, 11, 21, 23, 21, 56, 500000, tzinfo=UTC)  # db1 fired 3m ago, db2 2m 54s ago
@@ -347,7 +348,7 @@ def test_clean(value: str, cleaned: str) -> None:
     assert clean(value, 60) == cleaned
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     name=st.text(max_size=80),
     where=st.text(max_size=80),

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from bot.web.app import create_app
 from tests.bot.appserver import ALICE, STRANGER, settings_for, sign
+from tests.examples import examples
 from tests.servers import free_port
 
 KEYS = ["From", "Body", "MessageSid", "To", "AccountSid", "NumMedia", "MediaUrl0", "Sid", "x", ""]
@@ -50,7 +51,7 @@ def client(base_url: str) -> Iterator[httpx.Client]:
         yield http
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     pairs=st.lists(st.tuples(st.sampled_from(KEYS) | st.text(max_size=20), VALUES), max_size=12), signed=st.booleans()
 )
@@ -67,7 +68,7 @@ def test_form_bodies_never_500_and_strangers_get_nothing(client: httpx.Client, p
             assert "<Message" not in response.text
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     raw=st.binary(max_size=2000),
     content_type=st.sampled_from(
@@ -86,7 +87,7 @@ def test_openapi_schema_walk_finds_no_500(base_url: str) -> None:
     assert {(op.method.upper(), op.path) for op in operations} >= {("POST", "/sms"), ("GET", "/readyz")}
     for op in operations:
 
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=examples(40), deadline=None, suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case: schemathesis.Case) -> None:
             response = case.call(base_url=base_url)

@@ -1,17 +1,40 @@
-"""The `operator` console script, run as a user runs it (a real subprocess, pipes for stdin)."""
+"""The `operator` console script. Most tests call its click commands in-process (click's `CliRunner`, with
+stdin, stdout, stderr and the exit code as a user sees them); the ones marked `as_user` run the
+installed script in a real subprocess with pipes, proving the entry point itself. A subprocess costs ~2 s
+of start-up (spaCy, SQLAlchemy) that the edit-test loop need not pay for every case."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from click.testing import CliRunner
+
+from bot.cli.main import main
 
 OPERATOR = str(Path(sys.executable).with_name("operator"))
 
 
-def operator(*args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([OPERATOR, *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def operator(*args: str, stdin: str = "", as_user: bool = False, timeout: float = 60) -> Ran:
+    """`operator ARGS` with `stdin` piped in: the real script when `as_user`, else its commands in-process."""
+    if as_user:
+        done = subprocess.run([OPERATOR, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+                              check=False)  # fmt: skip
+        return Ran(done.returncode, done.stdout, done.stderr)
+    result = CliRunner().invoke(main, list(args), input=stdin, prog_name="operator")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash is a failure here, not an exit code
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def test_parse_jsonl_keeps_per_user_context_and_alignment() -> None:
@@ -99,7 +122,9 @@ def test_repl_shows_every_stage_and_its_commands() -> None:
 
 
 def test_chat_from_a_pipe_on_embedded_defaults() -> None:
-    result = operator("chat", stdin="status\ncpu on checkout\nwhat about memory?\n\nany payment errors?\n")
+    result = operator(
+        "chat", stdin="status\ncpu on checkout\nwhat about memory?\n\nany payment errors?\n", as_user=True
+    )
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.split("---\n")
     assert len(blocks) == 6 and blocks[-1] == ""
@@ -120,7 +145,7 @@ def test_chat_as_a_number_not_on_the_allowlist(tmp_path: Path) -> None:
 def test_a_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     config = tmp_path / "operator.yaml"
     config.write_text("twilio_auth_token: s3cret\n", "utf-8")
-    result = operator("chat", "--config", str(config), stdin="status\n")
+    result = operator("chat", "--config", str(config), stdin="status\n", as_user=True)
     assert result.returncode != 0
     assert "set them in the environment" in result.stderr
     assert "s3cret" not in result.stderr and "Traceback" not in result.stderr

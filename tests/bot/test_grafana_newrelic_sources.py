@@ -29,6 +29,7 @@ from bot.alerting.sources import (
     parse_newrelic,
 )
 from bot.alerting.texts import format_notification, numbered
+from tests.examples import examples
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 GF = FIXTURES / "grafana"
@@ -496,7 +497,7 @@ NR_FIELDS = ["id", "issueUrl", "title", "priority", "impactedEntities", "totalIn
              "workflowName"]  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(field_name=st.sampled_from(GF_FIELDS + [f"alert.{f}" for f in GF_ALERT_FIELDS]), value=JSON)
 def test_any_value_in_any_grafana_field_parses_or_is_a_bad_payload(field_name: str, value: Any) -> None:
     payload = gf_payload()
@@ -512,7 +513,7 @@ def test_any_value_in_any_grafana_field_parses_or_is_a_bad_payload(field_name: s
         assert notification.alerts and all(a.source == "grafana" for a in notification.alerts)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(values=st.dictionaries(st.sampled_from(NR_FIELDS), JSON, max_size=8), keep=st.booleans())
 def test_any_new_relic_body_parses_or_is_a_bad_payload(values: dict[str, Any], keep: bool) -> None:
     payload = {**nr_payload(), **values} if keep else values
@@ -526,7 +527,7 @@ def test_any_new_relic_body_parses_or_is_a_bad_payload(values: dict[str, Any], k
             assert text.isascii()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(body=st.binary(max_size=200))
 def test_any_bytes_parse_or_are_a_bad_payload(body: bytes) -> None:
     for parse in (parse_grafana, parse_newrelic):

@@ -24,6 +24,7 @@ from bot.oncall.schedules import (
     shifts,
 )
 from bot.settings import ConfigError, Settings, catalog_settings, load_settings
+from tests.examples import examples
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -100,7 +101,7 @@ def test_an_hourly_shift_in_the_skipped_hour_lasts_no_time_and_nobody_holds_it()
     assert holder(hourly, [], at("2026-03-29 03:30")) == "a"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     zone=st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]),
     hours=st.integers(1, 24 * 14),

@@ -57,6 +57,7 @@ from bot.state.redis.limits import RedisAdmission, RedisIdempotency, RedisRateLi
 from bot.state.redis.stores import RedisStores, open_redis_stores
 from intents.models import Context, Intent
 from tests.bot.servers_redis import PASSWORD, RedisServer, redis_server
+from tests.examples import examples
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.servers]
@@ -736,7 +737,7 @@ contexts = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(context=contexts)
 async def test_any_context_round_trips_through_redis(client: Redis, context: Context) -> None:
     assert context_from_json(context_to_json(context)) == context

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.sms.encoding import encoding, fit, fold, is_gsm7, paginate, segment_count, septets, units
+from tests.examples import examples
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 HINT = "\n(more: reply MORE)"
@@ -465,7 +466,7 @@ texts = st.one_of(
         lambda p: (p[0] * p[1])[:5000]
     ),
 )
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY_SETTINGS

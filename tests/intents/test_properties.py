@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from intents import Catalog, Intent, Parser, Source
 from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS
 from intents.strict import HELP_TOPICS, parse_strict
+from tests.examples import examples
 
 SLOTS = {
     "help": {"topic"}, "status": set(), "health": {"system"}, "metrics": {"metric", "service", "range_s"},
@@ -88,14 +89,14 @@ def check_contract(output: dict[str, Any], catalog: Catalog) -> None:
         assert slots["code"].isdigit()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts)
 def test_any_text_parses_to_a_contract_output(parser: Parser, catalog: Catalog, text: str) -> None:
     parse = parser.parse(text)
     check_contract(parse.to_json(), catalog)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts)
 def test_the_command_texted_back_gives_the_same_parse(parser: Parser, catalog: Catalog, text: str) -> None:
     parse = parser.parse(text)
