@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from intents.autocorrect import Autocorrect
 from intents.catalog import ALERT_STATE_WORDS, DB_METRIC_WORDS, LEVEL_WORDS, Catalog
 from intents.durations import NUMBER_WORDS, TENS, UNIT_SECONDS, UNITS_1_19
 from intents.entities import UNTIL_WORDS, EntityRules
 from intents.followup import SLOTS_OF, carries_service, merge, query_slots, same_subject
-from intents.fuzzy import MIN_LENGTH, Corrector, IsCommonWord, confusable, english_words, is_camel_case
+from intents.fuzzy import Corrector, IsCommonWord, confusable, english_words, is_camel_case
 from intents.grammar import OUT_OF_SCOPE, PSEUDO_INTENTS, SMALLTALK, Grammar, Score
 from intents.models import Context, Correction, Intent, Parse, SlotValue, Source, Trace, terms_of
 from intents.normalize import normalize
@@ -25,7 +26,6 @@ from intents.replies import CODE, GLUED_CODE
 from intents.replies import answer as reply_to
 from intents.rewrite import Rewriter
 from intents.slots import UNSURE, Analysis, fill, refers_back
-from intents.stopwords import FILLER
 from intents.strict import parse_strict
 from intents.tokens import Token, tokenize
 from intents.verdicts import confidence_of, own, unknown
@@ -57,11 +57,6 @@ _UNIT_WORDS = tuple(u for u in UNIT_SECONDS if len(u) >= 3)
 _NEVER_A_CONTINUATION = frozenset({Intent.ONCALL, Intent.TAKE, Intent.ESCALATE})
 """On-call commands are asked outright: "take payments for six hours" after a payments query is a take."""
 _MOVING_VERBS = frozenset({"bump", "move", "kick", "push", "send", "pass"})
-_AUTOCORRECT_CONTEXT = frozenset({"usage", "space", "utilization", "util", "used", "levels", "show", "graph",
-                                  "chart", "plot", "check", "whats", "how", "much"})  # fmt: skip
-"""Words that may stand beside an autocorrected word ("cup usage on auth") without making it a real one."""
-_MAX_AUTOCORRECT_WORDS = 4
-"""Texts longer than this are prose, where "desk" or "card" mean themselves."""
 
 
 class Parser:
@@ -94,14 +89,7 @@ class Parser:
         )
         protected = vocabulary | {name.lower() for name in self.catalog.alert_names}
         self.rewriter = Rewriter(metric_words | services | commands, halves, protected, self._is_common)
-        self._confusable_metrics = {
-            word: alias
-            for alias, words in self.catalog.metrics.items()
-            for word in (alias, *words)
-            if word.isalpha() and len(word) >= 3 and (word == alias or (len(word) >= 4 and not self._is_common(word)))
-        }
-        self._confusable_metrics["logs"] = "logs"
-        self._confusable_services = {s: s for s in self.catalog.services if len(s) >= 3}
+        self.autocorrect = Autocorrect(self.catalog, self.entities, self._is_common, self.corrector.vocabulary)
         pairs = [
             phrase.split()
             for table in (self.catalog.metrics, self.catalog.systems, LEVEL_WORDS, DB_METRIC_WORDS, ALERT_STATE_WORDS)
@@ -216,47 +204,7 @@ class Parser:
         self._complete_phrases(tokens, words, corrections)
         entities = self.entities.extract(tokens, words)
         analysis = Analysis(tokens, tuple(words), tuple(corrections), tuple(entities), tuple(content))
-        return self._autocorrected(analysis) or analysis
-
-    def _autocorrected(self, analysis: Analysis) -> Analysis | None:
-        """A phone's autocorrect turned a name into an everyday word: "cup usage on auth", "desk space on
-        search", "cart memo usage", "card memory", "show payment loge".
-
-        Everyday words are never typo-corrected, so this is a rule of its own, kept narrow: a short text
-        with a service and no metric (or a metric and no service), one word that explains nothing else,
-        one edit (or a dropped ending) away from one metric or service name of the missing kind.
-        """
-        labels = analysis.labels()
-        if "METRIC" not in labels and "SERVICE" in labels and "LEVEL" not in labels:
-            targets = self._confusable_metrics
-        elif "SERVICE" not in labels and "METRIC" in labels:
-            targets = self._confusable_services
-        else:
-            return None
-        covered = analysis.covered()
-        loose = [
-            i for i, (token, word) in enumerate(zip(analysis.tokens, analysis.words, strict=True))
-            if token.kind == "word" and i not in covered and word not in FILLER and word not in _AUTOCORRECT_CONTEXT
-        ]  # fmt: skip
-        if len(loose) != 1 or len(analysis.content) > _MAX_AUTOCORRECT_WORDS:
-            return None
-        index = loose[0]
-        word = analysis.words[index]
-        everyday = self._is_common(word) or len(word) < MIN_LENGTH  # short words are never typo-corrected
-        if not (word.isalpha() and len(word) >= 3 and everyday) or word in self.corrector.vocabulary:
-            return None
-        found = {value for name, value in targets.items() if confusable(word, name)}
-        if len(found) != 1:
-            return None
-        target = next(name for name, value in targets.items() if value in found and confusable(word, name))
-        tokens = list(analysis.tokens)
-        old = tokens[index]
-        tokens[index] = Token(old.text, target, old.start, old.end, old.kind)
-        words = [*analysis.words[:index], target, *analysis.words[index + 1 :]]
-        entities = self.entities.extract(tokens, words)
-        content = tuple(target if w == word else w for w in analysis.content)
-        correction = Correction(word, target, 1)
-        return Analysis(tuple(tokens), tuple(words), (*analysis.corrections, correction), tuple(entities), content)
+        return self.autocorrect.names(analysis) or self.autocorrect.commands(analysis) or analysis
 
     def _complete_phrases(self, tokens: Sequence[Token], words: list[str], corrections: list[Correction]) -> None:
         """The second word of a two-word name slipped ("error rat", "connection poll", "response tme"):

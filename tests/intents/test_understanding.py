@@ -203,6 +203,35 @@ def test_everyday_words_stay_everyday(parser: Parser, text: str) -> None:
     assert parse.slots.get("service") != "cart" and parse.slots.get("metric") not in ("cpu", "disk")
 
 
+SLIPPED = [
+    ("heath", "health"),
+    ("heath check", "health"),
+    ("heath?", "health"),
+    ("loki heath?", "health logs"),
+    ("statue", "status"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SLIPPED)
+def test_a_command_slipped_into_an_everyday_word(parser: Parser, text: str, expected: str) -> None:
+    trace = parser.explain(text)
+    assert trace.parse.command == expected
+    assert trace.corrections, "the REPL must show the word it replaced"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "heath insurance is great",  # prose: two words the bot does not know
+        "alters",  # two edits from alerts
+        "heath errors on checkout",  # a service and a level: "heath" is a search word
+        "aks",  # short words are never guessed at, and ack is a write
+    ],
+)
+def test_other_everyday_words_are_not_taken_for_commands(parser: Parser, text: str) -> None:
+    assert parser.parse(text).intent not in ("health", "status", "alerts")
+
+
 COLLOQUIAL = [
     ("why was I paged", "alerts"),
     ("what's paging me?", "alerts"),
