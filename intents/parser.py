@@ -85,7 +85,8 @@ class Parser:
             | metric_words
             | {w for table in (LEVEL_WORDS, DB_METRIC_WORDS) for words in table.values() for w in words}
             | {w for words in self.catalog.systems.values() for w in words if " " not in w}
-            | {"logs", "log", "health", "metrics", "graph", "alerts", "status"}
+            | {"logs", "log", "health", "metrics", "graph", "alerts", "status", "oncall"}
+            | set(self.catalog.schedules)
         )
         protected = vocabulary | {name.lower() for name in self.catalog.alert_names}
         self.rewriter = Rewriter(metric_words | services | commands, halves, protected, self._is_common)
