@@ -143,6 +143,11 @@ class Catalog:
     schedules: tuple[str, ...] = ()
     """On-call schedule names (the keys of `schedules:`), lowercase; what `oncall` and `take` name."""
 
+    def __hash__(self) -> int:
+        """By value, like equality (the mappings are never changed after construction): catalogs key the
+        entity rules built from them."""
+        return hash(repr(self))
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Catalog:
         """Build from the configuration keys of the contract (`services:`, `metrics:`) and the additive ones.

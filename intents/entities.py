@@ -14,6 +14,7 @@ matcher runs on a bare `Vocab`, not `spacy.blank("en")`: the words arrive alread
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -90,7 +91,17 @@ Span = tuple[str, str, int, int]
 
 
 class EntityRules:
-    """A PhraseMatcher built from the catalog and the post-rules that give each entity its value."""
+    """A PhraseMatcher built from the catalog and the post-rules that give each entity its value.
+
+    Build them with `for_catalog`: a catalog's rules are built once per process and shared by every
+    parser over an equal catalog (the app, the CLI's tools, a test suite's hundreds of apps). Matching
+    only reads them; the one thing it writes, the vocabulary's string store, grows the same way under
+    one parser or many.
+    """
+
+    @staticmethod
+    def for_catalog(catalog: Catalog) -> EntityRules:
+        return _rules_for(catalog)
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -363,3 +374,8 @@ def _variants(phrases: Iterable[str]) -> Iterable[str]:
             if form not in seen:
                 seen.add(form)
                 yield form
+
+
+@functools.lru_cache(maxsize=8)
+def _rules_for(catalog: Catalog) -> EntityRules:
+    return EntityRules(catalog)

@@ -70,7 +70,7 @@ class Parser:
     ) -> None:
         self.catalog = catalog or Catalog()
         self.grammar = grammar or Grammar.default()
-        self.entities = EntityRules(self.catalog)
+        self.entities = EntityRules.for_catalog(self.catalog)
         catalog_words = set(self.catalog.vocabulary)
         numbers = set(NUMBER_WORDS) | set(TENS) | set(UNITS_1_19) | {"hundred"}
         vocabulary = self.grammar.vocabulary() | catalog_words | set(UNIT_SECONDS) | numbers | UNTIL_WORDS

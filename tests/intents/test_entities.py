@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intents import Catalog, Parser
-from intents.entities import looks_like_alert_name, patterns
+from intents.entities import EntityRules, looks_like_alert_name, patterns
 from intents.tokens import tokenize
 
 
@@ -69,3 +69,10 @@ def test_patterns_come_from_the_catalog() -> None:
     assert not any(label == "SERVICE" and value == "payment" for label, value, _ in found)
     custom = Parser(catalog)
     assert entities(custom, "billing backlog") == [("SERVICE", "billing"), ("METRIC", "queue_depth")]
+
+
+def test_rules_are_built_once_per_catalog_and_shared_by_equal_ones() -> None:
+    first = EntityRules.for_catalog(Catalog(services=("ledger", "billing")))
+    assert EntityRules.for_catalog(Catalog(services=("ledger", "billing"))) is first
+    other = EntityRules.for_catalog(Catalog(services=("ledger",)))
+    assert other is not first and other.catalog.services == ("ledger",)
