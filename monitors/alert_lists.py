@@ -2,10 +2,11 @@
 
 A team that routes Prometheus alerts through Alertmanager and Grafana-managed rules through Grafana has
 one pager, not two: `alerts`, the firing line of `status` and "ack 2" must see both. Each backend is
-asked at once, behind its own deadline and breaker; the answers are merged into one numbered list (the
-order every backend already sorts by), each alert tagged with the system it came from so a silence is
-made where the alert lives. A backend that fails does not hide what the others said: its error is kept
-beside the list, to be said in one line.
+asked at once, behind its own deadline and breaker (and, for `status`, under one overall deadline); the
+answers are merged into one numbered list (the order every backend already sorts by), each alert tagged
+with the system it came from so a silence is made where the alert lives. A backend that fails or runs
+out of time does not hide what the others said: its error is kept beside the list, to be said in one
+line, naming that backend and no other.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from monitors.base import Alert, AlertList, AlertQuery, Monitor
-from monitors.errors import BackendError, BadBackendResponse
+from monitors.errors import BackendError, BackendTimeout, BadBackendResponse
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,27 @@ def order(alert: Alert) -> tuple[str, float, str, str]:
     return alert.name, alert.starts_at if alert.starts_at is not None else 0.0, alert.source, alert.fingerprint
 
 
-async def gather_alerts(monitors: Sequence[Monitor], query: AlertQuery) -> Gathered:
-    """Asks every monitor in `monitors` (the alerting ones, preferred first) at once."""
-    answers = await asyncio.gather(*(_ask(monitor, query) for monitor in monitors))
+async def gather_alerts(monitors: Sequence[Monitor], query: AlertQuery, deadline_s: float | None = None) -> Gathered:
+    """Asks every monitor in `monitors` (the alerting ones, preferred first) at once; one still asking
+    after `deadline_s` is cancelled and counts as timed out."""
+    if not monitors:
+        return Gathered(None)
+    tasks = [asyncio.ensure_future(_ask(monitor, query)) for monitor in monitors]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=deadline_s)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
     alerts: list[Alert] = []
     failures: list[tuple[Monitor, BackendError]] = []
     formatter: Monitor | None = None
-    for monitor, answer in zip(monitors, answers, strict=True):
+    for monitor, task in zip(monitors, tasks, strict=True):
+        answer = BackendTimeout(monitor.display, deadline_s or 0.0) if task in pending else task.result()
         if isinstance(answer, BackendError):
             failures.append((monitor, answer))
             continue

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from monitors.alert_lists import gather_alerts
 from monitors.base import Alert, AlertList, AlertQuery, Kind, MetricQuery, MetricResult
-from monitors.errors import BackendUnavailable, BadBackendResponse
+from monitors.errors import BackendTimeout, BackendUnavailable, BadBackendResponse
 from tests.fakes import Scripted
 
 pytestmark = pytest.mark.anyio
@@ -57,3 +59,15 @@ async def test_none_answering_gives_no_list_and_every_failure() -> None:
     assert gathered.result is None and gathered.formatter is None
     assert [m.name for m, _ in gathered.failures] == ["odd", "grafana"]
     assert isinstance(gathered.failures[0][1], BadBackendResponse)
+
+
+async def test_past_the_deadline_only_the_backend_still_asking_is_named() -> None:
+    am = alerting("alertmanager", alert("DiskFull", 20, "a1"))
+    hung = Scripted("grafana", system="grafana", display="Grafana", kinds=frozenset({Kind.ALERTS}), delay_s=30,
+                    timeout_s=30, answer=AlertList(QUERY, ()))  # fmt: skip
+    started = time.monotonic()
+    gathered = await gather_alerts([hung, am], QUERY, deadline_s=0.3)
+    assert time.monotonic() - started < 2.0
+    assert gathered.result is not None and [a.fingerprint for a in gathered.result.alerts] == ["a1"]
+    [(monitor, error)] = gathered.failures
+    assert monitor is hung and isinstance(error, BackendTimeout) and gathered.formatter is am

@@ -7,7 +7,6 @@ monitor's own short formatting; any backend failure becomes one line via `descri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -31,7 +30,7 @@ from monitors.base import (
     Monitor,
     Query,
 )
-from monitors.errors import BackendError, BackendTimeout, NotConfigured, describe
+from monitors.errors import BackendError, NotConfigured, describe
 from monitors.formatting import duration
 from monitors.registry import MonitorRegistry
 from monitors.resilience import Checked, fan_out
@@ -102,8 +101,7 @@ async def status(request: Request) -> Answer:
         return Answer("No monitors are configured. Add some under monitors: in the config.")
     deadline_s = request.services.settings.status_deadline_s
     alerting = registry.for_kind(Kind.ALERTS)
-    started = time.monotonic()
-    firing = asyncio.ensure_future(_gather(request, alerting, AlertQuery("firing"))) if alerting else None
+    firing = asyncio.ensure_future(_gather(request, alerting, AlertQuery("firing"), deadline_s)) if alerting else None
     try:
         checked = await _check(request, monitors)
     except BaseException:
@@ -118,15 +116,15 @@ async def status(request: Request) -> Answer:
     head = f"{len(good)}/{len(checked)} backends ok" + (f": {names}{age}" if good else ".")
     lines = [head, *(_health_line(c) for c in bad)]
     if firing is not None:
-        failed = {c.monitor.name for c in bad}
-        left_s = deadline_s - (time.monotonic() - started)
-        lines.extend(await _firing_lines(firing, alerting, failed, left_s, deadline_s))
+        lines.extend(_firing_lines(await firing, {c.monitor.name for c in bad}))
     return Answer("\n".join(lines))
 
 
-async def _gather(request: Request, alerting: list[Monitor], query: AlertQuery) -> Gathered:
+async def _gather(
+    request: Request, alerting: list[Monitor], query: AlertQuery, deadline_s: float | None = None
+) -> Gathered:
     """Every alerting backend's answer, failures counted per backend."""
-    gathered = await gather_alerts(alerting, query)
+    gathered = await gather_alerts(alerting, query, deadline_s)
     metrics = request.services.metrics
     if metrics is not None:
         for monitor, _ in gathered.failures:
@@ -134,18 +132,9 @@ async def _gather(request: Request, alerting: list[Monitor], query: AlertQuery) 
     return gathered
 
 
-async def _firing_lines(
-    firing: asyncio.Future[Gathered], alerting: list[Monitor], failed: set[str], left_s: float, deadline_s: float
-) -> list[str]:
-    """What is firing, and why part of it is unknown, by what is left of the status deadline. A backend
-    whose health already failed gets no second line."""
-    done, _ = await asyncio.wait({firing}, timeout=max(left_s, 0.0))
-    if not done:
-        firing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await firing
-        return [describe(BackendTimeout(m.display, deadline_s)) for m in alerting if m.name not in failed][:1]
-    gathered = firing.result()
+def _firing_lines(gathered: Gathered, failed: set[str]) -> list[str]:
+    """What is firing, and which backend could not say (timed out under the status deadline, or failed);
+    a backend whose health already failed gets no second line."""
     lines = [describe(exc) for monitor, exc in gathered.failures if monitor.name not in failed]
     if gathered.result is not None:
         lines.append(_alerts_summary(gathered.result))
