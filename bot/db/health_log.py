@@ -35,7 +35,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from bot.db.cleaning import clean_text
 from bot.db.database import Database, DatabaseUnavailable
 from bot.db.schema import DETAIL_MAX, HEALTH_CHECKS, HEALTH_HOURS, MONITOR_MAX
-from bot.state.protocols import Lease, StoreUnavailable
+from bot.state.holding import LeaseHolding
+from bot.state.protocols import Lease
 from monitors.base import Monitor
 from monitors.resilience import HealthCache, fan_out
 
@@ -128,13 +129,13 @@ class HealthRecorder:
         self.database = database
         self.monitors = monitors
         self.cache = cache
-        self.lease = lease
+        self.holding = LeaseHolding(lease, log, "health history: recording here",
+                                    "health history: another process records it")  # fmt: skip
         self.interval_s = interval_s
         self.deadline_s = deadline_s
         self.keep_s = keep_s
         self.timeout_s = timeout_s
         self._now = now
-        self.holding = False
         self.failing: str | None = None
         """The reason of the current failure episode (logged once at its start), or None."""
 
@@ -143,7 +144,7 @@ class HealthRecorder:
 
         Returns the rows recorded (0 when another process holds the lease). Raises `DatabaseUnavailable`.
         """
-        if not await self._hold():
+        if not await self.holding.check():
             return 0
         monitors = list(self.monitors)
         at = self._now()
@@ -172,16 +173,6 @@ class HealthRecorder:
                 self._failed(f"health recording failed ({type(exc).__name__})")
             else:
                 self._recovered()
-
-    async def _hold(self) -> bool:
-        try:
-            held = await self.lease.hold()
-        except StoreUnavailable:
-            held = False  # without the shared store nobody can be sure to be the only recorder
-        if held != self.holding:
-            self.holding = held
-            log.info("health history: %s", "recording here" if held else "another process records it")
-        return held
 
     async def _check(self, monitor: Monitor, at: datetime) -> Sample:
         """One monitor through `fan_out` (alone, so its own time is measured), as a sample."""

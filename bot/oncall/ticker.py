@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.oncall.service import OnCall
-from bot.state.protocols import Lease, StoreUnavailable
+from bot.state.holding import LeaseHolding
+from bot.state.protocols import Lease
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,14 @@ class Ticker:
     oncall: OnCall
     lease: Lease
     interval_s: float = TICK_S
-    holding: bool = False
+
+    def __post_init__(self) -> None:
+        self.holding = LeaseHolding(self.lease, log, "escalation ticker running here",
+                                    "escalation ticker stopped here (lease lost)")  # fmt: skip
 
     async def tick(self) -> int:
         """One pass, if this process holds the lease: how many escalations it moved."""
-        try:
-            held = await self.lease.hold()
-        except StoreUnavailable:
-            held = False  # without the shared store nobody can be sure they are the only ticker
-        if held != self.holding:
-            self.holding = held
-            log.info("escalation ticker %s", "running here" if held else "stopped here (lease lost)")
-        if not held:
+        if not await self.holding.check():
             return 0
         return await self.oncall.tick()
 

@@ -19,8 +19,9 @@ from bot.alerting.rules.check import make_evaluator
 from bot.alerting.rules.engine import RuleEngine, brief
 from bot.alerting.rules.model import RuleFileError, Sink, load_rules
 from bot.settings import ConfigError, Settings
+from bot.state.holding import LeaseHolding
 from bot.state.memory.lease import FileLease
-from bot.state.protocols import Lease, StoreUnavailable
+from bot.state.protocols import Lease
 from monitors.base import Kind
 from monitors.registry import MonitorRegistry
 
@@ -30,18 +31,10 @@ log = logging.getLogger(__name__)
 class LeasedRuleEngine(RuleEngine):
     """Ticks only while this process holds the lease (an empty tick otherwise)."""
 
-    lease: Lease
-    holding: bool = False
+    holding: LeaseHolding
 
     async def tick(self) -> list[Notification]:
-        try:
-            held = await self.lease.hold()
-        except StoreUnavailable:
-            held = False  # without the shared store, nobody may be sure they are the only one
-        if held != self.holding:
-            self.holding = held
-            log.info("rules lease %s", "taken: evaluating the rules here" if held else "lost")
-        return await super().tick() if held else []
+        return await super().tick() if await self.holding.check() else []
 
 
 @asynccontextmanager
@@ -63,7 +56,8 @@ async def rules_running(
     if prometheus is None:
         raise ConfigError("rules_file is set but no prometheus monitor is configured to evaluate it")
     engine = LeasedRuleEngine(rules, make_evaluator(prometheus))
-    engine.lease = lease if lease is not None else FileLease(settings.rules_lock_path)
+    lease = lease if lease is not None else FileLease(settings.rules_lock_path)
+    engine.holding = LeaseHolding(lease, log, "rules lease taken: evaluating the rules here", "rules lease lost")
 
     async def deliver(notification: Notification) -> None:
         await sink(notification)
@@ -75,7 +69,7 @@ async def rules_running(
     finally:
         stop.set()
         await task
-        await engine.lease.release()
+        await lease.release()
 
 
 # --- the background loop ----------------------------------------------------------------------------
