@@ -93,6 +93,16 @@ def _reported(alert: Alert, fingerprint: str) -> Target:
     return Target(fingerprint, alert.name, labels, event if alert.state == "firing" else None)
 
 
+async def alert_target(request: Request) -> Target | Answer:
+    """The alert the text's `alert` slot means, or the short answer saying why there is none (not in the
+    last list, no longer open, the alerting backend failing)."""
+    try:
+        target = await resolve(request, str(request.parse.slots["alert"]))
+    except BackendError as exc:
+        return Answer(describe(exc))
+    return Answer(target) if isinstance(target, str) else target
+
+
 async def resolve(request: Request, reference: str) -> Target | str:
     """The alert `reference` (a list number or a name) means, or a short reply saying why not."""
     if reference.isdigit():
@@ -143,12 +153,9 @@ def _name(request: Request) -> str:
 @command("ack", role="operator", usage="ack <number|alert>")
 async def ack(request: Request) -> Answer:
     """Acknowledges an alert: you are on it, so its repeats stop texting everyone."""
-    try:
-        target = await resolve(request, str(request.parse.slots["alert"]))
-    except BackendError as exc:
-        return Answer(describe(exc))
-    if isinstance(target, str):
-        return Answer(target)
+    target = await alert_target(request)
+    if isinstance(target, Answer):
+        return target
     book = request.services.alerts
     actions = request.services.actions
     who = _name(request)
@@ -182,12 +189,9 @@ async def silence(request: Request) -> Answer:
     """Mutes an alert for a while, after you confirm with the code sent back: "silence HighCPU 2h"."""
     if _writer(request) is None:
         return Answer("No alertmanager is configured, so nothing can be silenced.")
-    try:
-        target = await resolve(request, str(request.parse.slots["alert"]))
-    except BackendError as exc:
-        return Answer(describe(exc))
-    if isinstance(target, str):
-        return Answer(target)
+    target = await alert_target(request)
+    if isinstance(target, Answer):
+        return target
     duration = seconds_of(request.parse.slots, "duration_s") or 3600
     actions = request.services.actions
     comment = " ".join(request.text.split())[:200] or request.parse.command

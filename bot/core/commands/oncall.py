@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from bot.core.commands.alerting import resolve
+from bot.core.commands.alerting import alert_target
 from bot.core.commands.registry import Answer, Request, command
 from bot.oncall.service import Taken
 from bot.state.protocols import STATE_UNAVAILABLE, StoreUnavailable
 from intents.durations import format_duration
 from intents.models import seconds_of
-from monitors.errors import BackendError, describe
 from monitors.formatting import safe
 
 NOT_SET_UP = "On-call paging is not set up here: add schedules: and escalation: to the config."
@@ -64,12 +63,9 @@ async def escalate(request: Request) -> Answer:
     service = request.services.oncall
     if service is None or not service.policies.paging:
         return Answer(NOT_SET_UP)
-    try:
-        target = await resolve(request, str(request.parse.slots["alert"]))
-    except BackendError as exc:
-        return Answer(describe(exc))
-    if isinstance(target, str):
-        return Answer(target)
+    target = await alert_target(request)
+    if isinstance(target, Answer):
+        return target
     user = request.services.settings.users.get(request.user)
     who = user.name if user is not None and user.name else "someone"
     try:
