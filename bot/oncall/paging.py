@@ -186,15 +186,7 @@ class Pager:
 
     async def _text(self, group: _Group, now: float, outcome: Outcome) -> None:
         person = group.person
-        try:
-            decision = await self.budget.take(person.number)
-        except StoreUnavailable:
-            decision = "send"
-        if decision == "hold":
-            for run in group.runs:
-                await self._record(
-                    run, Event(now, "held", run.step, person.name, person.number, "over the text budget")
-                )
+        if await self._held(group, person.number, now, "over the text budget"):
             return
         alerts = numbered(_distinct(run.timeline.alert for run in group.runs))
         view = Notification(alerts[0].source, "oncall", "firing", alerts)
@@ -206,18 +198,24 @@ class Pager:
         delivery = await self._send(person.number, text)
         await self._after(group, delivery, "sms", now, outcome, note_key=f"sms:{delivery.sid}" if delivery.sid else "")
 
+    async def _held(self, group: _Group, key: str, now: float, reason: str) -> bool:
+        """True when the person's budget under `key` holds this page back (recorded on each run); a budget
+        store that cannot answer lets it through: a page is worth more than a limit."""
+        try:
+            decision = await self.budget.take(key)
+        except StoreUnavailable:
+            decision = "send"
+        if decision != "hold":
+            return False
+        person = group.person
+        for run in group.runs:
+            await self._record(run, Event(now, "held", run.step, person.name, person.number, reason))
+        return True
+
     async def _call(self, group: _Group, now: float, outcome: Outcome) -> None:
         person = group.person
         token = secrets.token_urlsafe(18)
-        try:
-            decision = await self.budget.take(f"call:{person.number}")
-        except StoreUnavailable:
-            decision = "send"
-        if decision == "hold":
-            for run in group.runs:
-                await self._record(
-                    run, Event(now, "held", run.step, person.name, person.number, "over the call budget")
-                )
+        if await self._held(group, f"call:{person.number}", now, "over the call budget"):
             return
         if self.caller is None or not self.public_url:
             delivery = Delivery(mask_number(person.number), None, "failed", 0, "calls are not set up")
