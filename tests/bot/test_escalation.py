@@ -424,3 +424,18 @@ async def test_notes_say_which_alerts_a_call_was_about(bed: Bed) -> None:
     token = bed.caller.calls[0][1].split("t=", 1)[1]
     kept = await bed.stores.escalations.recall(f"call:{token}")
     assert kept is not None and json.loads(kept) == {"n": ALICE, "s": {"fp-disk": 1}}
+
+
+async def test_a_page_over_the_persons_text_budget_is_held_and_recorded(bed: Bed) -> None:
+    for _ in range(1_000):  # use up alice's budget as an alert storm would
+        if await bed.stores.budget.take(ALICE) == "hold":
+            break
+    else:
+        raise AssertionError("the budget never held")
+    await bed.notifier.handle(note(alert()))
+    assert bed.to(ALICE) == []
+    timeline = await bed.stores.escalations.get("fp-disk")
+    assert timeline is not None
+    assert [(e.kind, e.step, e.name, e.detail) for e in timeline.events] == [
+        ("held", 0, "alice", "over the text budget")
+    ]
