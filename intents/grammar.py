@@ -103,7 +103,7 @@ class Grammar:
     def default(cls) -> Grammar:
         """The grammar shipped in the package (read on demand, never at import; once per process, as it
         is frozen and read only)."""
-        return _shipped() if cls is Grammar else cls.from_yaml(_shipped_text())
+        return _shipped()
 
     def vocabulary(self) -> set[str]:
         """Every word the grammar knows, for the typo corrector."""
@@ -342,10 +342,5 @@ def _has(haystack: str, phrase: Phrase) -> bool:
 
 
 @functools.cache
-def _shipped_text() -> str:
-    return resources.files(__package__).joinpath("grammar.yaml").read_text("utf-8")
-
-
-@functools.cache
 def _shipped() -> Grammar:
-    return Grammar.from_yaml(_shipped_text())
+    return Grammar.from_yaml(resources.files(__package__).joinpath("grammar.yaml").read_text("utf-8"))

@@ -89,7 +89,7 @@ def _reported(alert: Alert, fingerprint: str) -> Target:
     labels = dict(alert.labels)
     started = datetime.fromtimestamp(alert.starts_at, UTC) if alert.starts_at is not None else None
     event = AlertEvent(fingerprint, alert.name, labels, "firing", Severity.parse(labels.get("severity")),
-                       alert.summary, started, source=alert.source or "alertmanager")  # fmt: skip
+                       alert.summary, started, source=alert.source)  # fmt: skip
     return Target(fingerprint, alert.name, labels, event if alert.state == "firing" else None)
 
 
@@ -229,7 +229,7 @@ async def confirm(request: Request) -> Answer:
             if match is None and failure is not None:
                 raise failure  # it may be in the backend that could not answer
             if match is not None:
-                labels, source = dict(match.labels), match.source or None
+                labels, source = dict(match.labels), match.source
         if not labels:
             return Answer(f"{proposal.description} is no longer open; nothing silenced.")
         alert = Alert(labels.get("alertname", proposal.description), labels, "firing", fingerprint=proposal.fingerprint)
