@@ -7,8 +7,10 @@ came from."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,18 @@ import pytest
 import respx
 
 from monitors.grafana import API
-from tests.bot.appserver import ALICE, BOB, TWILIO, bodies, message_of, mocked_twilio, serve, settings_for
-from tests.monitors.servers_alertmanager import alertmanager, webhook_receiver
+from tests.bot.appserver import (
+    ALICE,
+    BOB,
+    TWILIO,
+    Running,
+    bodies,
+    message_of,
+    mocked_twilio,
+    serve,
+    settings_for,
+)
+from tests.monitors.servers_alertmanager import AlertmanagerServer, alertmanager, webhook_receiver
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -48,6 +60,21 @@ def grafana_api(mock: respx.MockRouter) -> dict[str, respx.Route]:
             return_value=httpx.Response(200, json={"message": "silence deleted"})
         ),
     }
+
+
+@contextlib.asynccontextmanager
+async def with_alertmanager(tmp_path: Path) -> AsyncIterator[tuple[Running, AlertmanagerServer]]:
+    """The bot with both a real Alertmanager (posting to its webhook) and Grafana (respx) configured."""
+    am_port = free_port()
+    config = (f"monitors: {{alertmanager: {{url: 'http://127.0.0.1:{am_port}'}}, grafana: {{url: '{GRAFANA}'}}}}\n"
+              "rate_burst: 30\n")  # fmt: skip
+    settings = settings_for(tmp_path, config, TWILIO_API_BASE_URL=TWILIO, OPERATOR_WEBHOOK_TOKEN=HOOK,
+                            GRAFANA_TOKEN=GRAFANA_TOKEN)  # fmt: skip
+    (tmp_path / "am").mkdir()
+    async with serve(settings) as bot:
+        receiver = webhook_receiver(f"{bot.url}/webhooks/alertmanager", token=HOOK)
+        with alertmanager(tmp_path / "am", receiver, port=am_port) as am:
+            yield bot, am
 
 
 async def test_a_grafana_alert_is_texted_silenced_in_grafana_and_lifted(tmp_path: Path) -> None:
@@ -124,43 +151,35 @@ async def test_with_alertmanager_too_each_alert_is_silenced_where_it_came_from(t
     with respx.mock(assert_all_called=False) as mock:
         twilio = mocked_twilio(mock)
         api = grafana_api(mock)
-        am_port = free_port()
-        config = (f"monitors: {{alertmanager: {{url: 'http://127.0.0.1:{am_port}'}}, grafana: {{url: '{GRAFANA}'}}}}\n"
-                  "rate_burst: 30\n")  # fmt: skip
-        settings = settings_for(tmp_path, config, TWILIO_API_BASE_URL=TWILIO, OPERATOR_WEBHOOK_TOKEN=HOOK,
-                                GRAFANA_TOKEN=GRAFANA_TOKEN)  # fmt: skip
-        (tmp_path / "am").mkdir()
-        async with serve(settings) as bot:
-            receiver = webhook_receiver(f"{bot.url}/webhooks/alertmanager", token=HOOK)
-            with alertmanager(tmp_path / "am", receiver, port=am_port) as am:
+        async with with_alertmanager(tmp_path) as (bot, am):
 
-                async def silence(reference: str) -> str:
-                    question = message_of(await bot.text(f"silence {reference} 1h"))
-                    assert question.startswith("Silence "), question
-                    return message_of(await bot.text(f"Y {question.rsplit(' ', 1)[1]}"))
+            async def silence(reference: str) -> str:
+                question = message_of(await bot.text(f"silence {reference} 1h"))
+                assert question.startswith("Silence "), question
+                return message_of(await bot.text(f"Y {question.rsplit(' ', 1)[1]}"))
 
-                def active() -> list[dict[str, Any]]:
-                    return [s for s in am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"]
+            def active() -> list[dict[str, Any]]:
+                return [s for s in am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"]
 
-                response = await bot.client.post(f"{bot.url}/webhooks/grafana",
+            response = await bot.client.post(f"{bot.url}/webhooks/grafana",
                                                  content=(GF / "webhook_firing.json").read_bytes(),
                                                  headers={"Authorization": f"Bearer {HOOK}"})  # fmt: skip
-                assert response.status_code == 202
+            assert response.status_code == 202
+            await bot.app.state.alerts.drain()
+            assert (await silence("1")).startswith("Silenced High CPU usage{team=blue,zone=eu-1} for 1h")
+            assert api["create"].call_count == 1 and active() == []  # made in Grafana, not in Alertmanager
+
+            am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"})
+            deadline = time.monotonic() + 10
+            while len(bodies(twilio)) < 4 and time.monotonic() < deadline:
                 await bot.app.state.alerts.drain()
-                assert (await silence("1")).startswith("Silenced High CPU usage{team=blue,zone=eu-1} for 1h")
-                assert api["create"].call_count == 1 and active() == []  # made in Grafana, not in Alertmanager
+                await asyncio.sleep(0.05)
+            assert (await silence("DiskFull")).startswith("Silenced DiskFull{instance=db1:9100} for 1h")
+            assert api["create"].call_count == 1 and len(active()) == 1  # this one in Alertmanager
 
-                am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"})
-                deadline = time.monotonic() + 10
-                while len(bodies(twilio)) < 4 and time.monotonic() < deadline:
-                    await bot.app.state.alerts.drain()
-                    await asyncio.sleep(0.05)
-                assert (await silence("DiskFull")).startswith("Silenced DiskFull{instance=db1:9100} for 1h")
-                assert api["create"].call_count == 1 and len(active()) == 1  # this one in Alertmanager
-
-                # A Grafana silence's id, given alone: Alertmanager does not know it, Grafana ends it.
-                assert message_of(await bot.text(f"unsilence {SILENCE_ID}")) == "Silence eafcacf6 ended."
-                assert api["expire"].call_count == 1 and len(active()) == 1
+            # A Grafana silence's id, given alone: Alertmanager does not know it, Grafana ends it.
+            assert message_of(await bot.text(f"unsilence {SILENCE_ID}")) == "Silence eafcacf6 ended."
+            assert api["expire"].call_count == 1 and len(active()) == 1
 
 
 @pytest.mark.servers
@@ -176,40 +195,32 @@ async def test_alerts_status_and_replies_see_both_alertmanager_and_grafana(tmp_p
         twilio = mocked_twilio(mock)
         api = grafana_api(mock)
         api["alerts"].mock(return_value=httpx.Response(200, json=[grafana_alert]))
-        am_port = free_port()
-        config = (f"monitors: {{alertmanager: {{url: 'http://127.0.0.1:{am_port}'}}, grafana: {{url: '{GRAFANA}'}}}}\n"
-                  "rate_burst: 30\n")  # fmt: skip
-        settings = settings_for(tmp_path, config, TWILIO_API_BASE_URL=TWILIO, OPERATOR_WEBHOOK_TOKEN=HOOK,
-                                GRAFANA_TOKEN=GRAFANA_TOKEN)  # fmt: skip
-        (tmp_path / "am").mkdir()
-        async with serve(settings) as bot:
-            receiver = webhook_receiver(f"{bot.url}/webhooks/alertmanager", token=HOOK)
-            with alertmanager(tmp_path / "am", receiver, port=am_port) as am:
-                am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"})
-                deadline = time.monotonic() + 10
-                while len(bodies(twilio)) < 2 and time.monotonic() < deadline:  # its text to Alice and Bob
-                    await bot.app.state.alerts.drain()
-                    await asyncio.sleep(0.05)
+        async with with_alertmanager(tmp_path) as (bot, am):
+            am.fire({"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"})
+            deadline = time.monotonic() + 10
+            while len(bodies(twilio)) < 2 and time.monotonic() < deadline:  # its text to Alice and Bob
+                await bot.app.state.alerts.drain()
+                await asyncio.sleep(0.05)
 
-                listing = message_of(await bot.text("alerts")).splitlines()
-                assert listing[0] == "2 firing:"
-                assert listing[1].startswith("1) DiskFull db1") and listing[2].startswith("2) High CPU usage")
-                status = message_of(await bot.text("status"))
-                assert "2 firing: DiskFull, High CPU usage" in status
+            listing = message_of(await bot.text("alerts")).splitlines()
+            assert listing[0] == "2 firing:"
+            assert listing[1].startswith("1) DiskFull db1") and listing[2].startswith("2) High CPU usage")
+            status = message_of(await bot.text("status"))
+            assert "2 firing: DiskFull, High CPU usage" in status
 
-                question = message_of(await bot.text("silence 2 1h"))
-                assert question.startswith("Silence High CPU usage{"), question
-                done = message_of(await bot.text(f"Y {question.rsplit(' ', 1)[1]}"))
-                assert done.startswith("Silenced High CPU usage{"), done
-                silence = json.loads(api["create"].calls.last.request.content)
-                assert {m["name"]: m["value"] for m in silence["matchers"]}.items() >= CPU_EU.items()
-                assert [s for s in am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"] == []
+            question = message_of(await bot.text("silence 2 1h"))
+            assert question.startswith("Silence High CPU usage{"), question
+            done = message_of(await bot.text(f"Y {question.rsplit(' ', 1)[1]}"))
+            assert done.startswith("Silenced High CPU usage{"), done
+            silence = json.loads(api["create"].calls.last.request.content)
+            assert {m["name"]: m["value"] for m in silence["matchers"]}.items() >= CPU_EU.items()
+            assert [s for s in am.call("GET", "/api/v2/silences") if s["status"]["state"] == "active"] == []
 
-                api["alerts"].mock(return_value=httpx.Response(500, json={"message": "internal server error"}))
-                listing = message_of(await bot.text("alerts")).splitlines()
-                assert listing[0].startswith("Grafana") and "DiskFull" not in listing[0]
-                assert listing[1] == "1 firing:" and listing[2].startswith("1) DiskFull db1")
-                assert "High CPU" not in "\n".join(listing)
-                # "ack" of a name only Grafana could know: the failure is said, not "no open alert".
-                reply = message_of(await bot.text("ack Latency"))
-                assert reply.startswith("Grafana"), reply
+            api["alerts"].mock(return_value=httpx.Response(500, json={"message": "internal server error"}))
+            listing = message_of(await bot.text("alerts")).splitlines()
+            assert listing[0].startswith("Grafana") and "DiskFull" not in listing[0]
+            assert listing[1] == "1 firing:" and listing[2].startswith("1) DiskFull db1")
+            assert "High CPU" not in "\n".join(listing)
+            # "ack" of a name only Grafana could know: the failure is said, not "no open alert".
+            reply = message_of(await bot.text("ack Latency"))
+            assert reply.startswith("Grafana"), reply
