@@ -3,9 +3,24 @@
 Datadog has no fixed webhook body: the user writes a template of `$VARIABLES`. The default template (what
 Datadog fills in when none is given; tests/fixtures/datadog/webhook_default_payload_template.json) is
 understood, but carries no monitor id, scope or alert type, so identity and severity are read from the
-event title. The template we recommend configuring (`DATADOG_PAYLOAD_TEMPLATE` below, which the
-README points to) adds `$ALERT_ID`, `$ALERT_SCOPE`, `$ALERT_TRANSITION`, `$ALERT_TYPE`, `$ALERT_PRIORITY` and
-`$AGGREG_KEY`.
+event title. The template we recommend configuring (`DATADOG_PAYLOAD_TEMPLATE`) adds them:
+
+    {
+      "id": "$ID",
+      "date": "$DATE",
+      "last_updated": "$LAST_UPDATED",
+      "event_type": "$EVENT_TYPE",
+      "title": "$EVENT_TITLE",
+      "body": "$TEXT_ONLY_MSG",
+      "alert_id": "$ALERT_ID",
+      "alert_title": "$ALERT_TITLE",
+      "alert_transition": "$ALERT_TRANSITION",
+      "alert_type": "$ALERT_TYPE",
+      "alert_priority": "$ALERT_PRIORITY",
+      "alert_scope": "$ALERT_SCOPE",
+      "aggreg_key": "$AGGREG_KEY",
+      "tags": "$TAGS"
+    }
 
 With it, the fingerprint is the monitor id plus the scope (one alert per monitor group, as Datadog
 counts them), "Recovered" is a resolution, the priority (P1-P5) or else the alert type gives the severity,
